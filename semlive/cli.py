@@ -1,0 +1,135 @@
+"""semlive's command line: parse, validate, call the library, return an exit code.
+
+Exit codes: 0 success, 2 bad usage or configuration, 3 bad input data, 1 anything else. Errors
+print one line; ``-v`` adds the traceback. Heavy libraries are imported inside the commands, so
+``semlive --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from semlive import __version__
+from semlive.errors import SemliveError, exit_code_for
+
+__all__ = ["app", "main", "run"]
+
+app = typer.Typer(
+    name="semlive",
+    help="A live companion for SEM thin-section scans: stitches, segments, calibrates and "
+    "catalogues olivine while the microscope scans.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+_LEVELS = ["debug", "info", "warning", "error"]
+_verbosity = 0
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", help="TOML configuration file (see config/semlive.toml).", show_default=False
+    ),
+]
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"semlive {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_version_callback,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More detail; -v shows tracebacks.")
+    ] = 0,
+    quiet: Annotated[
+        int, typer.Option("--quiet", "-q", count=True, help="Less detail: warnings and errors.")
+    ] = 0,
+) -> None:
+    global _verbosity
+    _verbosity = verbose - quiet
+    _configure_logging("info")
+
+
+@app.command("config")
+def config_command(
+    config: ConfigOption = None,
+    defaults: Annotated[
+        bool, typer.Option("--defaults", help="Print every field with its default, documented.")
+    ] = False,
+) -> None:
+    """Check a configuration and print what differs from the defaults."""
+    from semlive.settings import format_non_defaults, load_settings, render_toml
+
+    if defaults:
+        typer.echo(render_toml(), nl=False)
+        return
+    settings = load_settings(config)
+    _configure_logging(settings.log.level)
+    text = format_non_defaults(settings)
+    typer.echo(text if text else "# every setting has its default value", nl=not text)
+
+
+def _configure_logging(level: str) -> None:
+    """Log to stderr at ``level`` moved by -v/-q (one step each)."""
+    index = min(max(_LEVELS.index(level) - _verbosity, 0), len(_LEVELS) - 1)
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", force=True
+    )
+    logging.getLogger().setLevel(_LEVELS[index].upper())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line on ``argv`` and return the exit code instead of exiting."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        result = app(args=args, prog_name="semlive", standalone_mode=False)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
+        print("semlive: interrupted", file=sys.stderr)
+        return 130
+    except typer.TyperException as exc:  # typer's (vendored click's) usage errors
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show(file=sys.stderr)
+        else:
+            print(f"semlive: error: {exc}", file=sys.stderr)
+        return 2
+    except SemliveError as exc:
+        _report(exc, f"semlive: error: {exc}")
+        return exit_code_for(exc)
+    except Exception as exc:
+        _report(exc, f"semlive: internal error: {type(exc).__name__}: {exc} (-v shows where)")
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+def _report(exc: BaseException, line: str) -> None:
+    if _verbosity > 0:
+        traceback.print_exception(exc, file=sys.stderr)
+    print(line, file=sys.stderr)
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""One typed schema for all of semlive's configuration.
+
+Values are layered: the schema's defaults, then a TOML file (``--config FILE``), then
+``SEMLIVE_*`` environment variables (``SEMLIVE_LOG__LEVEL=debug`` sets ``log.level``; a double
+underscore separates a section from its field), then command-line flags. A value outside the
+schema is refused with a :class:`~semlive.errors.ConfigError` naming the field, the value, where
+it came from and what is allowed.
+
+``config/semlive.toml`` documents every field with its default; it is :func:`render_toml` of the
+defaults, and a test keeps the two identical.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from semlive.errors import ConfigError
+
+__all__ = [
+    "ENV_PREFIX",
+    "LogSettings",
+    "Settings",
+    "format_non_defaults",
+    "load_settings",
+    "render_toml",
+]
+
+ENV_PREFIX = "SEMLIVE_"
+_ENV_NESTING = "__"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class LogSettings(_Section):
+    """How much semlive reports while it runs."""
+
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        "info",
+        description="Lowest severity of log messages shown on the terminal; -v and -q on the "
+        "command line lower or raise it by one step.",
+    )
+
+
+class Settings(_Section):
+    """All of semlive's configuration, one section per part of the data flow."""
+
+    log: LogSettings = Field(LogSettings(), description="Logging.")
+
+    def non_defaults(self) -> dict[str, Any]:
+        """The fields that differ from their defaults, nested by section (for printing)."""
+        return _diff(self.model_dump(), Settings().model_dump())
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build the settings from defaults, a TOML file, the environment and flag overrides.
+
+    ``overrides`` maps dotted field paths (``"log.level"``) to values from command-line flags.
+    ``environ`` defaults to :data:`os.environ`.
+    """
+    sources: dict[str, str] = {}
+    merged: dict[str, Any] = {}
+    if config_file is not None:
+        path = Path(config_file)
+        _merge(merged, _read_toml(path), sources, f"config file {path}")
+    env = os.environ if environ is None else environ
+    for name, raw in sorted(env.items()):
+        if name.startswith(ENV_PREFIX) and len(name) > len(ENV_PREFIX):
+            dotted = name[len(ENV_PREFIX) :].lower().replace(_ENV_NESTING, ".")
+            _merge(merged, _nest(dotted, _parse_env_value(raw)), sources, f"environment {name}")
+    for dotted, value in (overrides or {}).items():
+        _merge(merged, _nest(dotted, value), sources, "command line")
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise _config_error(exc, merged, sources) from None
+
+
+def render_toml(settings: Settings | None = None) -> str:
+    """The settings as a commented TOML document: every section and field with its description."""
+    settings = Settings() if settings is None else settings
+    lines = [
+        "# semlive configuration: every field with its default value.",
+        "# Layering: these defaults < this file (--config FILE) < SEMLIVE_<SECTION>__<FIELD>",
+        "# environment variables < command-line flags. Regenerate: semlive config --defaults",
+    ]
+    for section_name, section_field in Settings.model_fields.items():
+        section = getattr(settings, section_name)
+        lines += ["", f"[{section_name}]", f"# {section_field.description}"]
+        for name, field in type(section).model_fields.items():
+            lines += [f"# {line}" for line in _wrap(field.description or "")]
+            lines.append(f"{name} = {_toml_value(getattr(section, name))}")
+    return "\n".join(lines) + "\n"
+
+
+def format_non_defaults(settings: Settings) -> str:
+    """The fields that differ from their defaults, as TOML (empty when all are defaults)."""
+    blocks = []
+    for section, fields in settings.non_defaults().items():
+        body = "\n".join(f"{name} = {_toml_value(value)}" for name, value in fields.items())
+        blocks.append(f"[{section}]\n{body}\n")
+    return "\n".join(blocks)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the configuration file {path}: {exc.strerror}; "
+            "expected a readable TOML file — check the path given to --config",
+            path=path,
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"the configuration file {path} is not valid TOML ({exc}); "
+            "fix the line named, or compare with config/semlive.toml",
+            path=path,
+        ) from None
+
+
+def _parse_env_value(raw: str) -> Any:
+    """Read an environment value as a TOML value where it is one (``4``, ``true``), else text."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _nest(dotted: str, value: Any) -> dict[str, Any]:
+    keys = dotted.split(".")
+    nested: dict[str, Any] = {keys[-1]: value}
+    for key in reversed(keys[:-1]):
+        nested = {key: nested}
+    return nested
+
+
+def _merge(
+    into: dict[str, Any],
+    new: Mapping[str, Any],
+    sources: dict[str, str],
+    source: str,
+    prefix: str = "",
+) -> None:
+    for key, value in new.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and isinstance(into.get(key, {}), dict):
+            _merge(into.setdefault(key, {}), value, sources, source, f"{path}.")
+        else:
+            into[key] = value
+            sources[path] = source
+
+
+def _config_error(
+    exc: ValidationError, merged: Mapping[str, Any], sources: Mapping[str, str]
+) -> ConfigError:
+    error = exc.errors()[0]
+    field = ".".join(str(part) for part in error["loc"])
+    source = sources.get(field, "defaults")
+    if error["type"] == "extra_forbidden":
+        parent_model = _model_at(error["loc"][:-1])
+        valid = list(parent_model.model_fields) if parent_model else []
+        close = difflib.get_close_matches(str(error["loc"][-1]), valid, n=1)
+        hint = f" — did you mean {close[0]!r}?" if close else ""
+        message = (
+            f"unknown setting {field!r} (from {source}); valid names here: {', '.join(valid)}{hint}"
+        )
+    else:
+        message = (
+            f"setting {field} = {error['input']!r} (from {source}) is not allowed: "
+            f"{error['msg'].replace('Input should be', 'expected')}; set an allowed value"
+        )
+    return ConfigError(message, field=field, expected=error["msg"], got=error.get("input"))
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] = Settings
+    for part in loc:
+        annotation = model.model_fields[str(part)].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
+
+
+def _diff(values: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            sub = _diff(value, defaults[key])
+            if sub:
+                out[key] = sub
+        elif value != defaults[key]:
+            out[key] = value
+    return out
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def _wrap(text: str, width: int = 96) -> list[str]:
+    words, lines, line = text.split(), [], ""
+    for word in words:
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return [*lines, line] if line else lines

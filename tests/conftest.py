@@ -1,0 +1,39 @@
+"""Shared fixtures for the semlive test suite."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture
+def run_python():
+    """Run a Python snippet in a fresh interpreter (clean sys.modules) and return the result."""
+
+    def _run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, **env},
+            timeout=240,
+            check=False,
+        )
+
+    return _run
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """../shared/data beside the checkout; tests that need it skip with the reason if absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real SEM files not found at {SHARED_DATA} (shared/ beside the checkout)")
+    return SHARED_DATA
