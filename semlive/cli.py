@@ -89,6 +89,130 @@ def config_command(
     typer.echo(text if text else "# every setting has its default value", nl=not text)
 
 
+@app.command("simulate")
+def simulate_command(
+    out: Annotated[
+        Path,
+        typer.Argument(help="New or empty folder to write the session into.", show_default=False),
+    ],
+    preset: Annotated[
+        str,
+        typer.Option(
+            help="Session size: tiny (3×3 tiles), small (6×6 tiles "
+            "of 512×338 px), section (30×40 tiles)."
+        ),
+    ] = "small",
+    seed: Annotated[
+        int, typer.Option(help="Seed of the sample; the same seed gives the same files.")
+    ] = 0,
+    speed: Annotated[
+        float | None,
+        typer.Option(
+            help="Pace: simulated time runs X times faster "
+            "than a real SEM (1 = ~20 s per BSE tile). "
+            "Default: as fast as possible.",
+            show_default=False,
+        ),
+    ] = None,
+    instant: Annotated[
+        bool, typer.Option("--instant", help="Write as fast as possible (the default).")
+    ] = False,
+    faults: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated faults to inject, or 'all': "
+            "slow-write, rename, truncated, corrupt, duplicate, "
+            "rewrite, out-of-order, missing-sidecar, late-sidecar, "
+            "foreign, bad-sidecar."
+        ),
+    ] = "",
+    session: Annotated[
+        int,
+        typer.Option(
+            help="Session number of the same sample; each later "
+            "session is 20 days on, with its own drift."
+        ),
+    ] = 0,
+    grid: Annotated[
+        str | None,
+        typer.Option(
+            help="Tile grid ROWSxCOLS instead of the preset's (e.g. 4x5).", show_default=False
+        ),
+    ] = None,
+    overlap: Annotated[
+        float | None,
+        typer.Option(
+            help="Overlap of neighbouring tiles as a fraction of the tile, in [0, 0.5).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Write a simulated SEM session folder (Contract 1) with ground truth in OUT/_truth."""
+    from semlive.errors import UsageError
+    from semlive.virtual_sem import simulate
+
+    if instant and speed is not None:
+        raise UsageError("--speed and --instant exclude each other; give one of them")
+    chosen = tuple(f.strip() for f in faults.split(",") if f.strip())
+    summary = simulate(
+        out,
+        preset,
+        seed,
+        speed=speed,
+        faults=chosen,
+        session=session,
+        grid=_parse_grid(grid),
+        overlap_fraction=overlap,
+    )
+    typer.echo(
+        f"wrote {summary.files} files ({summary.tiles} BSE tiles, {summary.eds_tiles} with EDS "
+        f"maps) of a {preset} session into {summary.out} in {summary.seconds:.1f} s; "
+        f"{summary.crystals} olivine crystals in the truth ({summary.out / '_truth'})"
+    )
+
+
+def _parse_grid(text: str | None) -> tuple[int, int] | None:
+    from semlive.errors import UsageError
+
+    if text is None:
+        return None
+    try:
+        rows, cols = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UsageError(f"--grid must look like ROWSxCOLS (e.g. 4x5); got {text!r}") from None
+    return rows, cols
+
+
+@app.command("demo")
+def demo_command(
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder for the demo session (default: a new temporary folder).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Simulate a small SEM session and show what semlive computes from it."""
+    import tempfile
+
+    from semlive.virtual_sem import simulate
+
+    target = out if out is not None else Path(tempfile.mkdtemp(prefix="semlive-demo-")) / "session"
+    typer.echo(f"simulating a small SEM session into {target} ...")
+    summary = simulate(target, "small", seed=0)
+    typer.echo(
+        f"the virtual SEM wrote {summary.files} files in {summary.seconds:.1f} s: "
+        f"{summary.tiles} BSE tiles ({summary.eds_tiles} with EDS element maps), standards, "
+        f"sparse spectra and microprobe profiles; ground truth: {summary.crystals} olivine "
+        f"crystals in {summary.out / '_truth'}"
+    )
+    typer.echo(
+        "semlive's live processing of the session (ingest, stitching, segmentation, "
+        "catalogue) is not built yet; this demo shows the simulated session only."
+    )
+
+
 def _configure_logging(level: str) -> None:
     """Log to stderr at ``level`` moved by -v/-q (one step each)."""
     index = min(max(_LEVELS.index(level) - _verbosity, 0), len(_LEVELS) - 1)

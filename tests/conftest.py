@@ -37,3 +37,34 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real SEM files not found at {SHARED_DATA} (shared/ beside the checkout)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def small_session(tmp_path_factory) -> Path:
+    """A `small` session (36 tiles) simulated once for the whole test run, seed 0."""
+    from semlive.virtual_sem import simulate
+
+    out = tmp_path_factory.mktemp("small") / "session"
+    simulate(out, "small", seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_faulty_session(tmp_path_factory) -> Path:
+    """A `tiny` session with every fault kind, simulated once, seed 3."""
+    from semlive.virtual_sem import simulate
+
+    out = tmp_path_factory.mktemp("tiny-faults") / "session"
+    simulate(out, "tiny", seed=3, faults=("all",))
+    return out
+
+
+@pytest.fixture(scope="session")
+def read_truth_map():
+    """Read a whole truth map of a simulated session: ``read_truth_map(session, "phase")``."""
+    import zarr
+
+    def _read(session: Path, name: str):
+        return zarr.open_group(str(session / "_truth" / "maps.zarr"), mode="r")[name][...]
+
+    return _read
