@@ -84,6 +84,7 @@ class Scene:
         self.spec = spec or PhantomSpec()
         self.crystals: list[Crystal] = []
         self.vesicles: list[Float] = []
+        self._large_olivines: list[int] = []  # indices of olivine (micro)phenocrysts
         xmin, ymin, xmax, ymax = extent_um
         self._shape = (
             int(np.ceil((ymax - ymin) / _CELL_UM)) + 1,
@@ -132,16 +133,19 @@ class Scene:
     def _top_up(self, rng: np.random.Generator) -> None:
         """Add microphenocrysts where breaking, features or crowding left a phase short."""
         for phase, target in self._targets().items():
-            for _ in range(10_000):
-                achieved = sum(self._solid_area(c) for c in self.crystals if c.phase is phase)
+            achieved = sum(self._solid_area(c) for c in self.crystals if c.phase is phase)
+            for _ in range(100_000):
                 if target - achieved < 1.0e3:
                     break
+                before = len(self.crystals)
                 area = float(
                     np.exp(
                         rng.uniform(np.log(1.1e3), np.log(min(9.0e3, target - achieved + 1.1e3)))
                     )
                 )
                 self._place_one(area, phase, "microphenocryst", rng)
+                if len(self.crystals) > before:
+                    achieved += self._solid_area(self.crystals[-1])
 
     def _place_one(
         self, area: float, phase: Phase, population: str, rng: np.random.Generator
@@ -166,10 +170,8 @@ class Scene:
                 return
 
     def _olivine_partner(self, rng: np.random.Generator) -> Crystal | None:
-        partners = [
-            c for c in self.crystals if c.phase is Phase.OLIVINE and c.population != "microlite"
-        ]
-        return partners[rng.integers(len(partners))] if partners else None
+        partners = self._large_olivines
+        return self.crystals[partners[rng.integers(len(partners))]] if partners else None
 
     def _add_crystal(
         self,
@@ -184,7 +186,7 @@ class Scene:
         kind = None
         if phase is Phase.OLIVINE and population == "phenocryst":
             seen = sum(
-                c.phase is Phase.OLIVINE and c.population == "phenocryst" for c in self.crystals
+                self.crystals[i].population == "phenocryst" for i in self._large_olivines[:3]
             )
             kind = first_kinds[(seen + self.seed) % 3] if seen < 3 else None
         broken = (
@@ -201,6 +203,8 @@ class Scene:
         profile = _zoning(phase, population, outline, rng, kind)
         features = make_features(phase, outline, population, rng)
         crystal_id = len(self.crystals) + 1
+        if phase is Phase.OLIVINE and population != "microlite":
+            self._large_olivines.append(len(self.crystals))
         self.crystals.append(
             Crystal(
                 crystal_id, phase, outline, growth, profile, features, population, broken, touching
@@ -218,12 +222,11 @@ class Scene:
                 break
             radius = float(np.exp(rng.uniform(np.log(3.0), np.log(rmax))))
             wobble = 1 + 0.08 * np.cumsum(rng.normal(size=28)) / np.sqrt(28)
-            shape = rotate(
-                ellipse(radius, radius * rng.uniform(0.55, 1.0), 28, wobble),
-                rng.uniform(0, np.pi),
-                tuple(rng.uniform((xmin, ymin), (xmax, ymax))),
-            )
-            cells = self._cells(shape)
+            aspect, angle = rng.uniform(0.55, 1.0), rng.uniform(0, np.pi)
+            centre = rng.uniform((xmin, ymin), (xmax, ymax))
+            shape = rotate(ellipse(radius, radius * aspect, 28, wobble), angle, tuple(centre))
+            reach = radius * float(wobble.max())  # the ellipse that holds the wobbly outline
+            cells = self._ellipse_cells(centre, reach, reach * aspect, angle)
             if crystal_cells[cells].any():
                 continue
             covered += int((~vesicle_cells[cells]).sum())
@@ -246,6 +249,25 @@ class Scene:
         inside = polygon_area(outline) / polygon_area(crystal.outline_um)
         features = sum(polygon_area(f.vertices_um) for f in crystal.features)
         return polygon_area(outline) - inside * features
+
+    def _ellipse_cells(
+        self, centre: Float, rx: float, ry: float, angle: float
+    ) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+        """Occupancy cells whose centres lie inside an ellipse (vectorised, for large shapes)."""
+        xmin, ymin = self.extent_um[:2]
+        cx, cy = (centre[0] - xmin) / _CELL_UM, (centre[1] - ymin) / _CELL_UM
+        a, b = rx / _CELL_UM, ry / _CELL_UM
+        r0, r1 = max(int(np.ceil(cy - a)), 0), min(int(np.floor(cy + a)), self._shape[0] - 1)
+        c0, c1 = max(int(np.ceil(cx - a)), 0), min(int(np.floor(cx + a)), self._shape[1] - 1)
+        if r1 < r0 or c1 < c0:
+            empty = np.zeros(0, dtype=np.intp)
+            return empty, empty
+        rr, cc = np.mgrid[r0 : r1 + 1, c0 : c1 + 1]
+        dx, dy = cc - cx, rr - cy
+        u = (dx * np.cos(angle) + dy * np.sin(angle)) / a
+        v = (-dx * np.sin(angle) + dy * np.cos(angle)) / b
+        inside = u * u + v * v <= 1.0
+        return rr[inside], cc[inside]
 
     def _cells(
         self, shape: Float, shrink: bool = False

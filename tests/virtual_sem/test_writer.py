@@ -155,3 +155,24 @@ def test_unwritable_or_nonempty_out_exits_2(tmp_path, capsys):
     (tmp_path / "full" / "keep.txt").write_text("user data")
     assert main(["simulate", str(tmp_path / "full"), "--preset", "tiny"]) == 2
     assert (tmp_path / "full" / "keep.txt").read_text() == "user data"
+
+
+def test_simulate_command_writes_a_session(tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert main(["simulate", str(out), "--preset", "tiny", "--instant", "--seed", "9"]) == 0
+    said = capsys.readouterr().out
+    assert "9 BSE tiles" in said
+    assert (out / "DONE").exists()
+    assert json.loads((out / "session.json").read_text())["grid"]["rows"] == 3
+
+
+def test_speed_and_instant_exclude_each_other(tmp_path, capsys):
+    assert main(["simulate", str(tmp_path / "x"), "--speed", "5", "--instant"]) == 2
+    assert "--instant" in capsys.readouterr().err
+
+
+def test_grid_and_overlap_override_the_preset(tmp_path):
+    simulate(tmp_path / "g", "tiny", seed=1, grid=(2, 4), overlap_fraction=0.2)
+    meta = json.loads((tmp_path / "g" / "session.json").read_text())
+    assert meta["grid"] == {"rows": 2, "cols": 4, "overlap_fraction": 0.2}
+    assert len(list((tmp_path / "g" / "tiles").glob("r*c*.json"))) == 8
