@@ -1,7 +1,6 @@
 """The files of a simulated session agree with Contract 1 and with their ground truth."""
 
 import csv
-import io
 import json
 from datetime import datetime
 
@@ -83,7 +82,7 @@ def test_sparse_spectra_are_poisson_counts_at_known_points(small_session):
             ]
         )
         np.testing.assert_allclose(true_xy - xy, np.broadcast_to(shift, xy.shape), atol=1e-3)
-        assert 0.0 < share.min()
+        assert share.min() > 0.0
         assert share.max() <= 1.0 + 1e-9
         assert np.mean(share < 0.999) > 0.02  # boundary mixing happens
 
