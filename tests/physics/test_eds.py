@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from numpy.typing import NDArray
@@ -293,14 +291,3 @@ def test_bad_beam_energy_and_composition_without_lines() -> None:
     det = EdsDetector(channel_offset_ev=25_000.0)  # nothing below 20 keV on this axis
     with pytest.raises(ConfigError, match="no detected"):
         expected_spectrum(hydrogen, det)
-
-
-def test_expected_spectrum_is_fast_for_many_materials(library: MineralLibrary) -> None:
-    det = EdsDetector(channels=1536)
-    expected_spectrum(library.solid_solution("olivine", 0.5), det)  # warm the xraydb caches
-    mg_numbers = np.linspace(0.6, 0.95, 40)
-    start = time.perf_counter()
-    for x in mg_numbers:
-        expected_spectrum(library.solid_solution("olivine", float(x)), det)
-    per_material = (time.perf_counter() - start) / mg_numbers.size
-    assert per_material < 0.02, per_material
