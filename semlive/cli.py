@@ -183,6 +183,90 @@ def _parse_grid(text: str | None) -> tuple[int, int] | None:
     return rows, cols
 
 
+@app.command("ingest")
+def ingest_command(
+    session: Annotated[
+        Path, typer.Argument(help="The session folder the SEM writes into.", show_default=False)
+    ],
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            help="Store folder (default: SESSION.semlive beside the session).", show_default=False
+        ),
+    ] = None,
+    once: Annotated[
+        bool,
+        typer.Option(
+            "--once", help="Take what is there now and exit, instead of watching until DONE."
+        ),
+    ] = False,
+    poll: Annotated[
+        bool, typer.Option("--poll", help="Rescans only, no file-system events (network shares).")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Run acquisition alone: ingest every complete file of SESSION into the store's ledger."""
+    from semlive.acquisition import FileQuarantined, Ingestor, TileReady, default_store
+    from semlive.settings import load_settings
+
+    overrides = {"acquisition.observer": "polling"} if poll else {}
+    settings = load_settings(config, overrides=overrides)
+    _configure_logging(settings.log.level)
+    target = store if store is not None else default_store(session)
+    tiles = quarantined = 0
+    with Ingestor(session, target, settings.acquisition) as ingestor:
+        for event in ingestor.run(once=once):
+            tiles += isinstance(event, TileReady)
+            quarantined += isinstance(event, FileQuarantined)
+        status = ingestor.status()
+    files = status["files"]
+    typer.echo(
+        f"{session}: {tiles} tiles ready this run ({status['tiles_ready']} in the store), "
+        f"{quarantined} files quarantined this run; ledger {target / 'ledger.sqlite'}: "
+        + ", ".join(f"{n} {state}" for state, n in files.items())
+        + ("; session DONE" if status["done"] else "")
+    )
+    for entry in status["quarantined"]:
+        typer.echo(f"  quarantined {entry['path']}: {entry['reason']}")
+
+
+@app.command("status")
+def status_command(
+    store: Annotated[
+        Path, typer.Argument(help="A store folder (SESSION.semlive).", show_default=False)
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Report what the store's ledger knows: file counts, tiles, quarantined files."""
+    import json
+
+    from semlive.acquisition import Ledger, status_of
+    from semlive.errors import InputDataError
+
+    if not (store / "ledger.sqlite").is_file():
+        raise InputDataError(
+            f"{store} has no ledger.sqlite; expected a store written by "
+            "semlive ingest or semlive run",
+            path=store,
+        )
+    ledger = Ledger(store / "ledger.sqlite")
+    try:
+        status = status_of(ledger)
+    finally:
+        ledger.close()
+    if as_json:
+        typer.echo(json.dumps(status, indent=2))
+        return
+    files = status["files"]
+    typer.echo(
+        ", ".join(f"{n} {state}" for state, n in files.items())
+        + f"; {status['tiles_ready']} tiles ready"
+        + ("; DONE" if status["done"] else "")
+    )
+    for entry in status["quarantined"]:
+        typer.echo(f"quarantined {entry['path']}: {entry['reason']}")
+
+
 @app.command("demo")
 def demo_command(
     out: Annotated[

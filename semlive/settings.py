@@ -25,6 +25,7 @@ from semlive.errors import ConfigError
 
 __all__ = [
     "ENV_PREFIX",
+    "AcquisitionSettings",
     "LogSettings",
     "Settings",
     "format_non_defaults",
@@ -50,10 +51,52 @@ class LogSettings(_Section):
     )
 
 
+class AcquisitionSettings(_Section):
+    """How the session folder is watched and which files are accepted."""
+
+    observer: Literal["auto", "polling"] = Field(
+        "auto",
+        description="auto: file-system events (inotify and the like) wake the scanner, with "
+        "periodic rescans as the safety net; polling: rescans only (network shares, where "
+        "events do not arrive).",
+    )
+    poll_interval_s: float = Field(
+        1.0, ge=0.01, le=60.0, description="Seconds between rescans of the session folder."
+    )
+    settle_polls: int = Field(
+        2,
+        ge=1,
+        le=100,
+        description="Rescans a file's size and modification time must stay unchanged before it "
+        "is read, when no close-after-write or rename event said it is complete.",
+    )
+    parse_retries: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="Failed reads of a settled, unchanged file before it is quarantined.",
+    )
+    max_image_pixels: int = Field(
+        200_000_000,
+        ge=1,
+        description="Largest image accepted, in pixels per page; larger ones are refused "
+        "before decoding.",
+    )
+    max_spectra_values: int = Field(
+        2_000_000_000,
+        ge=1,
+        description="Largest spectra batch accepted, in spectra × channels; larger ones are "
+        "refused before decoding.",
+    )
+
+
 class Settings(_Section):
     """All of semlive's configuration, one section per part of the data flow."""
 
     log: LogSettings = Field(LogSettings(), description="Logging.")
+    acquisition: AcquisitionSettings = Field(
+        AcquisitionSettings(), description="Watching the session folder and reading its files."
+    )
 
     def non_defaults(self) -> dict[str, Any]:
         """The fields that differ from their defaults, nested by section (for printing)."""

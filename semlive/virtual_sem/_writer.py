@@ -11,8 +11,8 @@ slow-write         writes a tile in four parts with pauses (half-written file se
 rename             writes ``NAME.tmp`` and renames it into place                    ingest
 truncated          the tile's TIFF stops half-way                                   quarantine
 corrupt            the tile's TIFF has garbage where its header should be           quarantine
-duplicate          rewrites a tile later with identical bytes                       duplicate
-rewrite            re-acquires a tile later (new noise, new time)                   supersede
+duplicate          rewrites a tile at the end with identical bytes                  duplicate
+rewrite            re-acquires a tile at the end (new noise, new time)              supersede
 out-of-order       two consecutive tiles arrive swapped                             ingest
 missing-sidecar    a tile's sidecar never arrives                                   incomplete
 late-sidecar       a tile's sidecar arrives only at the end of the session           ingest
@@ -83,6 +83,7 @@ class SessionWriter:
     def __post_init__(self) -> None:
         self._targets = self._choose_targets()
         self._late: list[Item] = []
+        self._repeats: list[Item] = []
         self._start = time.monotonic()
 
     def _choose_targets(self) -> dict[str, list[str]]:
@@ -134,6 +135,8 @@ class SessionWriter:
                     "ignore",
                 )
             self._emit(item)
+        for item in self._repeats:
+            self._repeat(item)
         for item in self._late:
             self._write(item, "late-sidecar", "ingest")
 
@@ -186,7 +189,7 @@ class SessionWriter:
             return
         self._write(item, self._faults_of(item), self._expect(item))
         if item.kind == "sidecar" and (self._hit("duplicate", tile) or self._hit("rewrite", tile)):
-            self._repeat(item)
+            self._repeats.append(item)  # the SEM goes back to it at the end of the session
 
     def _expect(self, item: Item) -> str:
         if item.kind in ("tile", "eds", "sidecar") and item.tile is not None:
@@ -205,6 +208,7 @@ class SessionWriter:
         plan = self.session.plan
         index = next(i for i, t in enumerate(plan.tiles) if t.name == sidecar.tile)
         tile = plan.tiles[index]
+        when = plan.end_hours
         rendered = self.session.render_tile(tile)
         if self._hit("duplicate", tile.name):
             data = self.session.tile_bse(tile, rendered, index)
@@ -212,12 +216,12 @@ class SessionWriter:
             fault, expect = "duplicate", "duplicate"
         else:
             data = self.session.tile_bse(tile, rendered, index, version=1)
-            again = self.session.sidecar(tile, hours=tile.hours + 0.01)
+            again = self.session.sidecar(tile, hours=when)
             fault, expect = "rewrite", "supersede"
         base = sidecar.path[: -len(".json")]
-        self._write(Item(tile.hours, f"{base}.tif", "tile", tile.name, lambda: data), fault, expect)
+        self._write(Item(when, f"{base}.tif", "tile", tile.name, lambda: data), fault, expect)
         self._write(
-            Item(tile.hours, sidecar.path, "sidecar", tile.name, lambda: json_bytes(again)),
+            Item(when, sidecar.path, "sidecar", tile.name, lambda: json_bytes(again)),
             fault,
             expect,
         )
