@@ -95,6 +95,13 @@ class Ledger:
                 path=path,
             ) from None
 
+    def ensure_tables(self, script: str) -> None:
+        """Create a later stage's own tables (``CREATE TABLE IF NOT EXISTS`` statements)."""
+        with self.transaction() as db:
+            for statement in script.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+
     def close(self) -> None:
         self._db.close()
 

@@ -44,7 +44,11 @@ class TruthGrid:
     def scanned(self, window: Window) -> NDArray[np.bool_]:
         xs, ys = window.grid_um()
         mask = np.zeros((window.rows, window.cols), dtype=bool)
-        for xmin, ymin, xmax, ymax in self.tile_boxes_um:
+        wx0, wy0, wx1, wy1 = window.bounds_um
+        boxes = self.tile_boxes_um
+        near = (boxes[:, 0] <= wx1 + 1) & (boxes[:, 2] >= wx0 - 1)
+        near &= (boxes[:, 1] <= wy1 + 1) & (boxes[:, 3] >= wy0 - 1)
+        for xmin, ymin, xmax, ymax in boxes[near]:
             mask |= (
                 (xs >= xmin - 0.5) & (xs <= xmax + 0.5) & (ys >= ymin - 0.5) & (ys <= ymax + 0.5)
             )

@@ -1,0 +1,114 @@
+"""Global placement: weighted least squares over the accepted pairwise shifts.
+
+Unknowns are each tile's deviation from its nominal (commanded) position, in pixels. Each
+accepted pair says how far B's deviation differs from A's; each connected group of tiles is
+anchored so its mean deviation is zero (Contract 2: the mosaic is anchored so the placements'
+mean deviation from nominal is zero). After each solve the link with the largest residual is
+dropped while it exceeds ``max_residual_px``, and the rest solved again. Tiles with no trusted
+link are placed by a stage model fitted to the linked tiles (the mean deviation of tiles scanned
+in the same direction, which captures backlash). Solves are warm-started.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.sparse.linalg import lsqr
+
+__all__ = ["Link", "Placement", "solve"]
+
+Float = NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """Tile ``b`` lies at ``offset`` (rows, cols px) from tile ``a``, trusted with ``weight``."""
+
+    a: int
+    b: int
+    offset: tuple[float, float]
+    weight: float
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    positions: Float  # (tiles, 2): row, col of each tile's pixel (0, 0) in the nominal frame
+    linked: NDArray[np.bool_]  # placed by links (False: by the stage model)
+    residual_px: Float  # (tiles,): largest residual of the tile's kept links
+    dropped: tuple[Link, ...]  # links removed as inconsistent
+
+
+def solve(nominal: Float, links: list[Link], scan_direction: NDArray[np.integer],
+          max_residual_px: float = 1.0, warm: Float | None = None) -> Placement:
+    """Place tiles given nominal positions (tiles, 2) and pairwise links."""
+    n = len(nominal)
+    kept = [link for link in links if link.a != link.b]
+    dropped: list[Link] = []
+    while True:
+        deviation, linked = _least_squares(nominal, kept, n, warm)
+        residuals = _link_residuals(nominal, deviation, kept)
+        if not kept or residuals.max() <= max_residual_px:
+            break
+        worst = int(np.argmax(residuals))
+        dropped.append(kept.pop(worst))
+    deviation[~linked] = _stage_model(deviation, linked, scan_direction)[~linked]
+    deviation -= deviation.mean(axis=0)  # anchored: mean deviation from nominal is zero
+    per_tile = np.zeros(n)
+    for link, r in zip(kept, residuals if kept else [], strict=False):
+        per_tile[link.a] = max(per_tile[link.a], r)
+        per_tile[link.b] = max(per_tile[link.b], r)
+    return Placement(nominal + deviation, linked, per_tile, tuple(dropped))
+
+
+def _least_squares(nominal: Float, links: list[Link], n: int, warm: Float | None
+                   ) -> tuple[Float, NDArray[np.bool_]]:
+    deviation = np.zeros((n, 2))
+    linked = np.zeros(n, dtype=bool)
+    if not links:
+        return deviation, linked
+    a = np.array([lk.a for lk in links])
+    b = np.array([lk.b for lk in links])
+    graph = coo_matrix((np.ones(len(links)), (a, b)), shape=(n, n))
+    count, label = connected_components(graph, directed=False)
+    sizes = np.bincount(label, minlength=count)
+    linked = sizes[label] > 1
+    w = np.sqrt(np.array([lk.weight for lk in links]))
+    rows = np.arange(len(links))
+    gauge_rows = len(links) + label[linked]
+    m = coo_matrix(
+        (np.concatenate([-w, w, np.ones(int(linked.sum()))]),
+         (np.concatenate([rows, rows, gauge_rows]), np.concatenate([a, b, np.flatnonzero(linked)]))),
+        shape=(len(links) + count, n),
+    ).tocsr()
+    for axis in (0, 1):
+        measured = np.array([lk.offset[axis] for lk in links]) - (nominal[b, axis] - nominal[a, axis])
+        rhs = np.concatenate([w * measured, np.zeros(count)])
+        x0 = None if warm is None else (warm[:, axis] - nominal[:, axis])
+        deviation[:, axis] = lsqr(m, rhs, x0=x0, atol=1e-10, btol=1e-10, iter_lim=5000)[0]
+    return deviation, linked
+
+
+def _link_residuals(nominal: Float, deviation: Float, links: list[Link]) -> Float:
+    if not links:
+        return np.zeros(0)
+    a = np.array([lk.a for lk in links])
+    b = np.array([lk.b for lk in links])
+    predicted = (nominal[b] + deviation[b]) - (nominal[a] + deviation[a])
+    measured = np.array([lk.offset for lk in links])
+    result: Float = np.hypot(*(predicted - measured).T)
+    return result
+
+
+def _stage_model(deviation: Float, linked: NDArray[np.bool_],
+                 scan_direction: NDArray[np.integer]) -> Float:
+    """Mean deviation of the linked tiles scanned in the same direction (backlash), else 0."""
+    model = np.zeros_like(deviation)
+    for direction in np.unique(scan_direction):
+        same = scan_direction == direction
+        if (same & linked).sum() >= 2:
+            model[same] = deviation[same & linked].mean(axis=0)
+    return model

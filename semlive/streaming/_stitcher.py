@@ -1,0 +1,390 @@
+"""The streaming stitcher: each tile placed as it arrives, the mosaic kept readable throughout.
+
+:meth:`Stitcher.add` registers a new tile against its placed grid neighbours, places it (from
+its trusted links, or from the stage model when none is trusted), writes the mosaic chunks it
+touches and reports regions that became complete. Every ``resolve_every`` tiles, and at the
+end, all tiles are re-placed by the global solve; chunks of tiles that moved are re-fused, and a
+completed region whose tiles moved by more than ``region_tolerance_px`` is reported again as
+changed. Pairs and placements are kept in the ledger (stitching QC).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from semlive.acquisition import Ledger, TileReady
+from semlive.records import SessionInfo, TileImage, TileSidecar
+from semlive.streaming._mosaic import CHUNK, MosaicGeometry, MosaicWriter, TileOnMosaic
+from semlive.streaming._registration import PairShift, noise_scores, register_pair
+from semlive.streaming._solver import Link, solve
+
+__all__ = ["RegionChanged", "RegionComplete", "StitchSettings", "Stitcher"]
+
+logger = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS placements (
+    tile TEXT PRIMARY KEY, row_px REAL NOT NULL, col_px REAL NOT NULL, x_um REAL NOT NULL,
+    y_um REAL NOT NULL, linked INTEGER NOT NULL, residual_px REAL NOT NULL, updated TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS pairs (
+    a TEXT NOT NULL, b TEXT NOT NULL, dy_px REAL, dx_px REAL, ncc REAL, overlap_px INTEGER,
+    accepted INTEGER NOT NULL, reason TEXT, PRIMARY KEY (a, b));
+CREATE TABLE IF NOT EXISTS regions (ry INTEGER, rx INTEGER, state TEXT, PRIMARY KEY (ry, rx));
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StitchSettings:
+    max_shift_um: float = 40.0  # stage repeatability between neighbours
+    min_overlap_px: int = 2000
+    resolve_every: int = 16
+    max_residual_px: float = 1.0
+    region_chunks: int = 2
+    halo_px: int = 64
+    region_tolerance_px: float = 0.5
+    tile_cache: int = 96
+
+
+@dataclass(frozen=True, slots=True)
+class RegionComplete:
+    region: tuple[int, int]
+    bounds_px: tuple[int, int, int, int]  # row0, col0, row1, col1 of level 0
+
+
+@dataclass(frozen=True, slots=True)
+class RegionChanged:
+    region: tuple[int, int]
+    bounds_px: tuple[int, int, int, int]
+
+
+@dataclass(slots=True)
+class _Tile:
+    index: int
+    sidecar: TileSidecar
+    nominal: tuple[float, float]  # row, col of pixel (0, 0) in the mosaic, as commanded
+    position: tuple[float, float]  # as placed
+    linked: bool = False
+
+
+class Stitcher:
+    """Stitching of one session into one store."""
+
+    def __init__(self, store: Path, session: SessionInfo, ledger: Ledger,
+                 settings: StitchSettings | None = None,
+                 read_tile: Callable[[str], NDArray[np.generic]] | None = None) -> None:
+        self.store, self.session, self.ledger = store, session, ledger
+        self.settings = settings or StitchSettings()
+        self.read_tile = read_tile
+        ledger.ensure_tables(_SCHEMA)
+        self.tiles: dict[str, _Tile] = {}
+        self.links: dict[tuple[str, str], Link] = {}
+        self._cache: OrderedDict[str, NDArray[np.generic]] = OrderedDict()
+        self._writer: MosaicWriter | None = None
+        self._threshold: float | None = None
+        self._complete: dict[tuple[int, int], dict[str, tuple[float, float]]] = {}
+        self._since_solve = 0
+        self._dirty: set[tuple[int, int]] = set()
+        self.max_shift_px = self.settings.max_shift_um / session.pixel_size_um
+
+    # -- geometry --------------------------------------------------------------------------
+    def _geometry_from(self, side: TileSidecar) -> MosaicGeometry:
+        s = self.session
+        rows, cols = s.tile_shape
+        ov = s.overlap_fraction or (0.1, 0.1)
+        step = (rows * (1 - ov[0]) * s.pixel_size_um, cols * (1 - ov[1]) * s.pixel_size_um)
+        grid = (s.grid_rows or side.row + 1, s.grid_cols or side.col + 1)
+        margin = 64
+        x0 = side.stage_x_um - side.col * step[1] - (cols - 1) / 2 * s.pixel_size_um
+        y0 = side.stage_y_um - side.row * step[0] - (rows - 1) / 2 * s.pixel_size_um
+        origin = (x0 - margin * s.pixel_size_um, y0 - margin * s.pixel_size_um)
+        shape = (int(np.ceil((grid[0] - 1) * step[0] / s.pixel_size_um)) + rows + 2 * margin,
+                 int(np.ceil((grid[1] - 1) * step[1] / s.pixel_size_um)) + cols + 2 * margin)
+        levels = 1
+        while max(shape) / 2**levels >= CHUNK / 2:
+            levels += 1
+        return MosaicGeometry(shape, origin, s.pixel_size_um, levels)
+
+    def _nominal(self, side: TileSidecar) -> tuple[float, float]:
+        g = self.writer.geometry
+        rows, cols = self.session.tile_shape
+        s = g.pixel_size_um
+        return ((side.stage_y_um - g.origin_um[1]) / s - (rows - 1) / 2,
+                (side.stage_x_um - g.origin_um[0]) / s - (cols - 1) / 2)
+
+    @property
+    def writer(self) -> MosaicWriter:
+        assert self._writer is not None
+        return self._writer
+
+    # -- adding tiles ------------------------------------------------------------------------
+    def add(self, event: TileReady) -> list[RegionComplete | RegionChanged]:
+        side = event.sidecar
+        if self._writer is None:
+            dtype = "uint8" if self.session.bse_bit_depth == 8 else "uint16"
+            self._writer = MosaicWriter(self.store / "mosaic.zarr", self._geometry_from(side), dtype)
+        self._remember(side.tile, event.image)
+        previous = self.tiles.get(side.tile)
+        nominal = self._nominal(side)
+        tile = _Tile(len(self.tiles) if previous is None else previous.index, side, nominal, nominal)
+        self.tiles[side.tile] = tile
+        self._register(tile)
+        tile.position, tile.linked = self._place_locally(tile)
+        moved = {side.tile: previous.position} if previous is not None else {}
+        self._write_tiles([side.tile], moved)
+        self._since_solve += 1
+        events: list[RegionComplete | RegionChanged] = []
+        if self._since_solve >= self.settings.resolve_every:
+            events += self.resolve()
+        events += self._regions(done=False)
+        if events:
+            self.flush()  # a region is announced only once its pixels are written
+        return events
+
+    def _remember(self, name: str, image: TileImage | NDArray[np.generic]) -> None:
+        array = image.image if isinstance(image, TileImage) else image
+        self._cache[name] = array
+        self._cache.move_to_end(name)
+        while len(self._cache) > self.settings.tile_cache:
+            self._cache.popitem(last=False)
+
+    def image(self, name: str) -> NDArray[np.generic]:
+        if name not in self._cache:
+            if self.read_tile is None:
+                raise KeyError(f"tile {name} is not cached and no reader was given")
+            self._remember(name, self.read_tile(name))
+        return self._cache[name]
+
+    def _neighbours(self, tile: _Tile) -> list[_Tile]:
+        r, c = tile.sidecar.row, tile.sidecar.col
+        wanted = {(r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)}
+        return [t for t in self.tiles.values() if (t.sidecar.row, t.sidecar.col) in wanted]
+
+    def _register(self, tile: _Tile) -> None:
+        for other in self._neighbours(tile):
+            a, b = sorted((other, tile), key=lambda t: (t.sidecar.row, t.sidecar.col))
+            nominal = (b.nominal[0] - a.nominal[0], b.nominal[1] - a.nominal[1])
+            shift = register_pair(self.image(a.sidecar.tile), self.image(b.sidecar.tile), nominal,
+                                  self.max_shift_px, self.settings.min_overlap_px)
+            self._record_pair(a, b, shift)
+
+    def threshold(self) -> float:
+        """NCC that pairs must beat: above what non-overlapping strips reach (permutation test)."""
+        if self._threshold is None or (len(self.tiles) in (8, 32) and self._threshold_at != len(self.tiles)):
+            self._threshold = self._noise_threshold()
+            self._threshold_at = len(self.tiles)
+        return self._threshold
+
+    _threshold_at = 0
+
+    def _noise_threshold(self) -> float:
+        tiles = sorted(self.tiles.values(), key=lambda t: t.index)
+        rows, cols = self.session.tile_shape
+        ov = self.session.overlap_fraction or (0.1, 0.1)
+        strips = []
+        for i, a in enumerate(tiles):
+            for b in tiles[i + 2 :: 3]:  # tiles that do not touch a
+                if abs(a.sidecar.row - b.sidecar.row) > 1 or abs(a.sidecar.col - b.sidecar.col) > 1:
+                    strips.append((self.image(a.sidecar.tile), self.image(b.sidecar.tile)))
+            if len(strips) >= 24:
+                break
+        nominal_h = (0.0, cols * (1 - ov[1]))
+        nominal_v = (rows * (1 - ov[0]), 0.0)
+        scores = noise_scores(strips[::2], nominal_h, self.max_shift_px)
+        scores += noise_scores(strips[1::2], nominal_v, self.max_shift_px)
+        return float(max(np.percentile(scores, 99) + 0.05, 0.2)) if scores else 0.3
+
+    def _record_pair(self, a: _Tile, b: _Tile, shift: PairShift | None) -> None:
+        key = (a.sidecar.tile, b.sidecar.tile)
+        self._pending_pairs = getattr(self, "_pending_pairs", {})
+        self._pending_pairs[key] = shift
+        self._decide_pairs()
+
+    def _decide_pairs(self) -> None:
+        if len(self.tiles) < 4 and self._threshold is None:
+            return  # too early to know what noise looks like: decide when more tiles are in
+        threshold = self.threshold()
+        rows = []
+        for (na, nb), shift in self._pending_pairs.items():
+            a, b = self.tiles[na], self.tiles[nb]
+            accepted, reason = shift is not None and shift.ncc > threshold, ""
+            if shift is None:
+                reason = "overlap too small to register"
+            elif not accepted:
+                reason = f"NCC {shift.ncc:.3f} not above the noise threshold {threshold:.3f}"
+            if accepted and shift is not None:
+                self.links[(na, nb)] = Link(a.index, b.index, shift.shift, max(shift.ncc, 1e-3))
+            else:
+                self.links.pop((na, nb), None)
+            rows.append((na, nb, None if shift is None else shift.dy, None if shift is None else shift.dx,
+                         None if shift is None else shift.ncc, None if shift is None else shift.overlap_px,
+                         int(accepted), reason))
+        self._pending_pairs = {}
+        with self.ledger.transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO pairs VALUES (?,?,?,?,?,?,?,?)", rows)
+
+    def _place_locally(self, tile: _Tile) -> tuple[tuple[float, float], bool]:
+        """From the trusted links to placed neighbours, else from the stage model."""
+        estimates, weights = [], []
+        for (na, nb), link in self.links.items():
+            if tile.sidecar.tile not in (na, nb):
+                continue
+            other = self.tiles[nb if na == tile.sidecar.tile else na]
+            sign = 1.0 if nb == tile.sidecar.tile else -1.0
+            estimates.append(np.array(other.position) + sign * np.array(link.offset))
+            weights.append(link.weight)
+        if estimates:
+            pos = np.average(np.array(estimates), axis=0, weights=weights)
+            return (float(pos[0]), float(pos[1])), True
+        placed = [t for t in self.tiles.values() if t.linked and t.sidecar.row % 2 == tile.sidecar.row % 2]
+        if placed:
+            dev = np.mean([np.subtract(t.position, t.nominal) for t in placed], axis=0)
+            return (tile.nominal[0] + float(dev[0]), tile.nominal[1] + float(dev[1])), False
+        return tile.nominal, False
+
+    # -- global solve, writing, regions -------------------------------------------------------
+    def resolve(self) -> list[RegionComplete | RegionChanged]:
+        """Re-place every tile by the global solve; re-fuse what moved."""
+        self._since_solve = 0
+        if self._pending_pairs_exist():
+            self._decide_pairs()
+        order = sorted(self.tiles.values(), key=lambda t: t.index)
+        index = {t.sidecar.tile: i for i, t in enumerate(order)}
+        nominal = np.array([t.nominal for t in order])
+        warm = np.array([t.position for t in order])
+        links = [Link(index[na], index[nb], lk.offset, lk.weight) for (na, nb), lk in self.links.items()]
+        direction = np.array([t.sidecar.row % 2 for t in order])
+        placement = solve(nominal, links, direction, self.settings.max_residual_px, warm)
+        previous = {t.sidecar.tile: t.position for t in order}
+        for i, t in enumerate(order):
+            t.position = (float(placement.positions[i, 0]), float(placement.positions[i, 1]))
+            t.linked = bool(placement.linked[i])
+        moved = [n for n, p in previous.items() if _rounded(p) != _rounded(self.tiles[n].position)]
+        self._write_tiles(moved, {n: previous[n] for n in moved})
+        self._save_placements(placement.residual_px, order)
+        self.flush()
+        return self._changed_regions(previous)
+
+    def _pending_pairs_exist(self) -> bool:
+        return bool(getattr(self, "_pending_pairs", {}))
+
+    def _on_mosaic(self, name: str, position: tuple[float, float] | None = None) -> TileOnMosaic:
+        t = self.tiles[name]
+        row, col = _rounded(position or t.position)
+        rows, cols = self.session.tile_shape
+        return TileOnMosaic(name, row, col, (rows, cols),
+                            (row + (rows - 1) / 2, col + (cols - 1) / 2))
+
+    def _write_tiles(self, names: list[str], old: dict[str, tuple[float, float]]) -> None:
+        """Mark the chunks under these tiles (where they are and where they were) for fusing."""
+        self._dirty |= self.writer.chunks_of([self._on_mosaic(n) for n in names])
+        self._dirty |= self.writer.chunks_of([self._on_mosaic(n, p) for n, p in old.items()])
+
+    def flush(self) -> None:
+        """Fuse every marked chunk once, from all tiles over it, and update the pyramid."""
+        if not self._dirty:
+            return
+        over = [self._on_mosaic(n) for n in self.tiles]
+        relevant = [t for t in over if self.writer.chunks_of([t]) & self._dirty]
+        self.writer.fuse(self._dirty, relevant, self.image)
+        self._dirty = set()
+
+    def _save_placements(self, residuals: NDArray[np.float64], order: list[_Tile]) -> None:
+        g = self.writer.geometry
+        rows, cols = self.session.tile_shape
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        data = []
+        for t, res in zip(order, residuals, strict=True):
+            x_um = g.origin_um[0] + g.pixel_size_um * (t.position[1] + (cols - 1) / 2)
+            y_um = g.origin_um[1] + g.pixel_size_um * (t.position[0] + (rows - 1) / 2)
+            data.append((t.sidecar.tile, t.position[0], t.position[1], x_um, y_um, int(t.linked),
+                         float(res), now))
+        with self.ledger.transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO placements VALUES (?,?,?,?,?,?,?,?)", data)
+
+    def _region_bounds(self, ry: int, rx: int) -> tuple[int, int, int, int]:
+        size = self.settings.region_chunks * CHUNK
+        rows, cols = self.writer.geometry.shape
+        return ry * size, rx * size, min((ry + 1) * size, rows), min((rx + 1) * size, cols)
+
+    def _regions(self, done: bool) -> list[RegionComplete | RegionChanged]:
+        """Regions all of whose planned tiles (with a halo) are placed, or all after DONE."""
+        if self._writer is None:
+            return []
+        size = self.settings.region_chunks * CHUNK
+        rows, cols = self.writer.geometry.shape
+        missing = self._planned_missing_boxes()
+        events: list[RegionComplete | RegionChanged] = []
+        for ry in range(-(-rows // size)):
+            for rx in range(-(-cols // size)):
+                if (ry, rx) in self._complete:
+                    continue
+                r0, c0, r1, c1 = self._region_bounds(ry, rx)
+                h = self.settings.halo_px + int(self.max_shift_px)
+                blocked = any(b[0] < r1 + h and b[2] > r0 - h and b[1] < c1 + h and b[3] > c0 - h
+                              for b in missing)
+                if done or not blocked:
+                    self._complete[(ry, rx)] = self._positions_in(r0, c0, r1, c1)
+                    events.append(RegionComplete((ry, rx), (r0, c0, r1, c1)))
+        return events
+
+    def _planned_missing_boxes(self) -> list[tuple[float, float, float, float]]:
+        s = self.session
+        if s.grid_rows is None or s.grid_cols is None or not self.tiles:
+            return [(-1e9, -1e9, 1e9, 1e9)]  # without a plan, regions complete at DONE
+        have = {(t.sidecar.row, t.sidecar.col) for t in self.tiles.values()}
+        any_tile = next(iter(self.tiles.values()))
+        rows, cols = s.tile_shape
+        ov = s.overlap_fraction or (0.1, 0.1)
+        step = (rows * (1 - ov[0]), cols * (1 - ov[1]))
+        boxes = []
+        for r in range(s.grid_rows):
+            for c in range(s.grid_cols):
+                if (r, c) not in have:
+                    y = any_tile.nominal[0] + (r - any_tile.sidecar.row) * step[0]
+                    x = any_tile.nominal[1] + (c - any_tile.sidecar.col) * step[1]
+                    boxes.append((y, x, y + rows, x + cols))
+        return boxes
+
+    def _positions_in(self, r0: int, c0: int, r1: int, c1: int) -> dict[str, tuple[float, float]]:
+        rows, cols = self.session.tile_shape
+        return {n: t.position for n, t in self.tiles.items()
+                if t.position[0] < r1 and t.position[0] + rows > r0
+                and t.position[1] < c1 and t.position[1] + cols > c0}
+
+    def _changed_regions(self, previous: dict[str, tuple[float, float]]) -> list[RegionComplete | RegionChanged]:
+        events: list[RegionComplete | RegionChanged] = []
+        for region, positions in self._complete.items():
+            shift = max((float(np.hypot(*np.subtract(self.tiles[n].position, p))) for n, p in positions.items()),
+                        default=0.0)
+            if shift > self.settings.region_tolerance_px:
+                bounds = self._region_bounds(*region)
+                self._complete[region] = self._positions_in(*bounds)
+                events.append(RegionChanged(region, bounds))
+        return events
+
+    def finish(self) -> list[RegionComplete | RegionChanged]:
+        """The session is DONE: a last global solve, then every remaining region completes."""
+        events = self.resolve() if self.tiles else []
+        events += self._regions(done=True)
+        self.flush()
+        return events
+
+    def placements_um(self) -> dict[str, tuple[float, float]]:
+        """Placed stage position (x, y µm) of each tile's centre."""
+        g = self.writer.geometry
+        rows, cols = self.session.tile_shape
+        return {n: (g.origin_um[0] + g.pixel_size_um * (t.position[1] + (cols - 1) / 2),
+                    g.origin_um[1] + g.pixel_size_um * (t.position[0] + (rows - 1) / 2))
+                for n, t in self.tiles.items()}
+
+
+def _rounded(position: tuple[float, float]) -> tuple[int, int]:
+    return int(round(position[0])), int(round(position[1]))
