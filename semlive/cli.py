@@ -230,6 +230,45 @@ def ingest_command(
         typer.echo(f"  quarantined {entry['path']}: {entry['reason']}")
 
 
+@app.command("stitch")
+def stitch_command(
+    session: Annotated[
+        Path, typer.Argument(help="The session folder the SEM writes into.", show_default=False)
+    ],
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            help="Store folder (default: SESSION.semlive beside the session).", show_default=False
+        ),
+    ] = None,
+    once: Annotated[
+        bool,
+        typer.Option(
+            "--once", help="Stitch what is there now and exit, instead of watching until DONE."
+        ),
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Acquisition and stitching alone: place every tile and write STORE/mosaic.zarr."""
+    from semlive.acquisition import TileReady, default_store
+    from semlive.settings import load_settings
+    from semlive.streaming import RegionChanged, RegionComplete, stitch_session
+
+    settings = load_settings(config)
+    _configure_logging(settings.log.level)
+    target = store if store is not None else default_store(session)
+    counts = {"tiles": 0, "complete": 0, "changed": 0}
+    for event in stitch_session(session, target, settings, once=once):
+        counts["tiles"] += isinstance(event, TileReady)
+        counts["complete"] += isinstance(event, RegionComplete)
+        counts["changed"] += isinstance(event, RegionChanged)
+    typer.echo(
+        f"{session}: {counts['tiles']} new tiles placed, {counts['complete']} regions "
+        f"complete, {counts['changed']} re-fused after a re-solve; mosaic "
+        f"{target / 'mosaic.zarr'}"
+    )
+
+
 @app.command("status")
 def status_command(
     store: Annotated[

@@ -28,6 +28,7 @@ __all__ = [
     "AcquisitionSettings",
     "LogSettings",
     "Settings",
+    "StreamingSettings",
     "format_non_defaults",
     "load_settings",
     "render_toml",
@@ -90,12 +91,54 @@ class AcquisitionSettings(_Section):
     )
 
 
+class StreamingSettings(_Section):
+    """Stitching the tiles into the mosaic while the session runs."""
+
+    max_shift_um: float = Field(
+        32.0,
+        gt=0,
+        le=1000,
+        description="Largest difference (µm) between two neighbouring tiles' stage errors: "
+        "the search range of registration (stage repeatability between neighbours).",
+    )
+    min_overlap_px: int = Field(
+        2000, ge=16, description="Fewest overlapping pixels a pair must share to be registered."
+    )
+    resolve_every: int = Field(
+        16, ge=1, description="Tiles between global re-solves of all placements."
+    )
+    max_residual_px: float = Field(
+        1.0,
+        gt=0,
+        description="A pair whose shift disagrees with the global solution by more than this "
+        "(px) is dropped as inconsistent, worst first.",
+    )
+    region_chunks: int = Field(
+        2, ge=1, le=16, description="Side of a region in mosaic chunks (512 px each)."
+    )
+    halo_px: int = Field(
+        64,
+        ge=0,
+        description="Context (px) around a region that must be placed before it is "
+        "complete (models need context at region borders).",
+    )
+    tile_cache: int = Field(
+        96,
+        ge=8,
+        description="Decoded tiles kept in memory; others are re-read from the "
+        "session folder (the raw tiles are the source of truth).",
+    )
+
+
 class Settings(_Section):
     """All of semlive's configuration, one section per part of the data flow."""
 
     log: LogSettings = Field(LogSettings(), description="Logging.")
     acquisition: AcquisitionSettings = Field(
         AcquisitionSettings(), description="Watching the session folder and reading its files."
+    )
+    streaming: StreamingSettings = Field(
+        StreamingSettings(), description="Stitching the mosaic while the session runs."
     )
 
     def non_defaults(self) -> dict[str, Any]:

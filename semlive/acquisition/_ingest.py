@@ -458,9 +458,13 @@ class Ingestor:
 
 def status_of(ledger: Ledger) -> dict[str, Any]:
     """What the ledger knows, for ``semlive status --json``."""
-    return {
+    status: dict[str, Any] = {
         "files": ledger.counts(),
         "tiles_ready": len(ledger.tiles()),
         "done": ledger.meta("done") == "1",
         "quarantined": [{"path": p, "reason": r} for p, r in ledger.quarantined()],
     }
+    stitching = ledger.stitching_summary()
+    if stitching is not None:
+        status["stitching"] = stitching
+    return status

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from semlive.errors import SemliveError
 
@@ -162,6 +163,34 @@ class Ledger:
             "SELECT image_checksum, sidecar_checksum, eds_checksum FROM tiles WHERE tile=?", (tile,)
         ).fetchone()
         return (None, None, None) if row is None else (row[0], row[1], row[2])
+
+    def stitching_summary(self) -> dict[str, Any] | None:
+        """Stitching QC from the stages' tables, or None before stitching ran."""
+        tables = {
+            r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+        if not {"placements", "pairs"} <= tables:
+            return None
+        placed, linked, worst = self._db.execute(
+            "SELECT count(*), sum(linked), max(residual_px) FROM placements"
+        ).fetchone()
+        accepted, rejected = self._db.execute(
+            "SELECT sum(accepted), count(*) - sum(accepted) FROM pairs"
+        ).fetchone()
+        worst_tiles = [
+            {"tile": t, "residual_px": r}
+            for t, r in self._db.execute(
+                "SELECT tile, residual_px FROM placements ORDER BY residual_px DESC LIMIT 5"
+            )
+        ]
+        return {
+            "tiles_placed": placed,
+            "tiles_from_stage_model": placed - (linked or 0),
+            "pairs_accepted": accepted or 0,
+            "pairs_rejected": rejected or 0,
+            "worst_residual_px": worst or 0.0,
+            "worst_tiles": worst_tiles,
+        }
 
     def meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

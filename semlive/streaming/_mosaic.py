@@ -37,10 +37,15 @@ class MosaicGeometry:
         for k in range(self.levels):
             f = 2**k
             shift = s * (f - 1) / 2  # a level-k pixel is the mean of f×f level-0 pixels
-            datasets.append({"path": str(k), "coordinateTransformations": [
-                {"type": "scale", "scale": [s * f, s * f]},
-                {"type": "translation", "translation": [ty + shift, tx + shift]},
-            ]})
+            datasets.append(
+                {
+                    "path": str(k),
+                    "coordinateTransformations": [
+                        {"type": "scale", "scale": [s * f, s * f]},
+                        {"type": "translation", "translation": [ty + shift, tx + shift]},
+                    ],
+                }
+            )
         axes = [{"name": a, "type": "space", "unit": "micrometer"} for a in ("y", "x")]
         return {"name": name, "axes": axes, "datasets": datasets}
 
@@ -66,18 +71,26 @@ class MosaicWriter:
         import zarr
 
         self.geometry = geometry
-        self.root = zarr.open_group(str(path), mode="a", zarr_format=3)
-        if "bse" in self.root:
+        self.root: Any = zarr.open_group(str(path), mode="a", zarr_format=3)
+        self.bse: Any
+        if "bse" in self.root:  # a restart: the mosaic keeps the geometry it was made with
             self.bse = self.root["bse"]
+            self.geometry = _geometry_of(self.bse)
         else:
             self.bse = self.root.create_group("bse")
             shape = geometry.shape
             for k in range(geometry.levels):
-                self.bse.create_array(str(k), shape=shape, chunks=(CHUNK, CHUNK), dtype=dtype,
-                                      fill_value=0, dimension_names=["y", "x"])
+                self.bse.create_array(
+                    str(k),
+                    shape=shape,
+                    chunks=(CHUNK, CHUNK),
+                    dtype=dtype,
+                    fill_value=0,
+                    dimension_names=["y", "x"],
+                )
                 shape = ((shape[0] + 1) // 2, (shape[1] + 1) // 2)
             self.bse.attrs["ome"] = {"version": "0.5", "multiscales": [geometry.multiscales("bse")]}
-        self.levels = [self.bse[str(k)] for k in range(geometry.levels)]
+        self.levels: list[Any] = [self.bse[str(k)] for k in range(self.geometry.levels)]
 
     def chunks_of(self, tiles: Iterable[TileOnMosaic]) -> set[tuple[int, int]]:
         found = set()
@@ -89,15 +102,24 @@ class MosaicWriter:
                     found.add((cy, cx))
         return found
 
-    def fuse(self, chunks: set[tuple[int, int]], tiles: list[TileOnMosaic],
-             image_of: Callable[[str], NDArray[np.generic]]) -> None:
+    def fuse(
+        self,
+        chunks: set[tuple[int, int]],
+        tiles: list[TileOnMosaic],
+        image_of: Callable[[str], NDArray[np.generic]],
+    ) -> None:
         """Rewrite whole level-0 chunks from the tiles over them, then their pyramid."""
         for cy, cx in sorted(chunks):
             self._fuse_chunk(cy, cx, tiles, image_of)
         self._pyramid(chunks)
 
-    def _fuse_chunk(self, cy: int, cx: int, tiles: list[TileOnMosaic],
-                    image_of: Callable[[str], NDArray[np.generic]]) -> None:
+    def _fuse_chunk(
+        self,
+        cy: int,
+        cx: int,
+        tiles: list[TileOnMosaic],
+        image_of: Callable[[str], NDArray[np.generic]],
+    ) -> None:
         rows, cols = self.geometry.shape
         r0, c0 = cy * CHUNK, cx * CHUNK
         r1, c1 = min(r0 + CHUNK, rows), min(c0 + CHUNK, cols)
@@ -126,8 +148,20 @@ class MosaicWriter:
                 r0, c0 = py * CHUNK, px * CHUNK
                 r1, c1 = min(r0 + CHUNK, here.shape[0]), min(c0 + CHUNK, here.shape[1])
                 src = np.asarray(below[2 * r0 : 2 * r1, 2 * c0 : 2 * c1], dtype=np.float64)
-                src = np.pad(src, ((0, 2 * (r1 - r0) - src.shape[0]), (0, 2 * (c1 - c0) - src.shape[1])),
-                             mode="edge")
+                src = np.pad(
+                    src,
+                    ((0, 2 * (r1 - r0) - src.shape[0]), (0, 2 * (c1 - c0) - src.shape[1])),
+                    mode="edge",
+                )
                 down = src.reshape(r1 - r0, 2, c1 - c0, 2).mean(axis=(1, 3))
                 here[r0:r1, c0:c1] = np.rint(down).astype(here.dtype)
             changed = parents
+
+
+def _geometry_of(group: Any) -> MosaicGeometry:
+    multiscale = group.attrs["ome"]["multiscales"][0]
+    first = multiscale["datasets"][0]["coordinateTransformations"]
+    scale = float(first[0]["scale"][0])
+    ty, tx = (float(v) for v in first[1]["translation"])
+    shape = tuple(int(v) for v in group["0"].shape)
+    return MosaicGeometry((shape[0], shape[1]), (tx, ty), scale, len(multiscale["datasets"]))

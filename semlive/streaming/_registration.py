@@ -37,8 +37,9 @@ class PairShift:
         return self.dy, self.dx
 
 
-def _crops(shape: tuple[int, int], offset: tuple[int, int], margin: int
-           ) -> tuple[tuple[slice, slice], tuple[slice, slice], tuple[int, int]] | None:
+def _crops(
+    shape: tuple[int, int], offset: tuple[int, int], margin: int
+) -> tuple[tuple[slice, slice], tuple[slice, slice], tuple[int, int]] | None:
     """Equal-size regions of A and B that can overlap; and B-crop's origin in A-crop's frame."""
     rows, cols = shape
     oy, ox = offset
@@ -60,8 +61,13 @@ def _crops(shape: tuple[int, int], offset: tuple[int, int], margin: int
     return (a_slices[0], a_slices[1]), (b_slices[0], b_slices[1]), (start[0], start[1])
 
 
-def _box_sums(image: Float, r0: NDArray[np.intp], r1: NDArray[np.intp], c0: NDArray[np.intp],
-              c1: NDArray[np.intp]) -> Float:
+def _box_sums(
+    image: Float,
+    r0: NDArray[np.intp],
+    r1: NDArray[np.intp],
+    c0: NDArray[np.intp],
+    c1: NDArray[np.intp],
+) -> Float:
     """Sums of ``image`` over many rectangles [r0, r1) × [c0, c1), from its integral image."""
     integral = np.zeros((image.shape[0] + 1, image.shape[1] + 1))
     integral[1:, 1:] = image.cumsum(axis=0).cumsum(axis=1)
@@ -69,8 +75,9 @@ def _box_sums(image: Float, r0: NDArray[np.intp], r1: NDArray[np.intp], c0: NDAr
     return result
 
 
-def _ncc_window(a: Float, b: Float, dys: NDArray[np.intp], dxs: NDArray[np.intp]
-                ) -> tuple[Float, Float]:
+def _ncc_window(
+    a: Float, b: Float, dys: NDArray[np.intp], dxs: NDArray[np.intp]
+) -> tuple[Float, Float]:
     """NCC of the overlap, and its size, for B's pixel (0, 0) at A's (dy, dx), for all dy × dx.
 
     The cross term comes from one FFT correlation; the overlap sums from integral images
@@ -98,14 +105,19 @@ def _ncc_window(a: Float, b: Float, dys: NDArray[np.intp], dxs: NDArray[np.intp]
     return ncc, np.where(valid, n, 0.0)
 
 
-def register_pair(a: NDArray[np.generic], b: NDArray[np.generic], nominal: tuple[float, float],
-                  max_shift_px: float, min_overlap_px: int = 2000) -> PairShift | None:
+def register_pair(
+    a: NDArray[np.generic],
+    b: NDArray[np.generic],
+    nominal: tuple[float, float],
+    max_shift_px: float,
+    min_overlap_px: int = 2000,
+) -> PairShift | None:
     """Find B's offset from A near ``nominal`` (rows, cols in px); None without enough overlap.
 
     Every integer placement within ``max_shift_px`` of the nominal one is scored by the NCC of
     the pixels that overlap there; the best is refined to sub-pixel precision.
     """
-    n = (int(round(nominal[0])), int(round(nominal[1])))
+    n = (round(nominal[0]), round(nominal[1]))
     margin = int(np.ceil(max_shift_px))
     crops = _crops((a.shape[0], a.shape[1]), n, margin)
     if crops is None:
@@ -136,16 +148,18 @@ def _refine(a: Float, b: Float, dy: int, dx: int) -> tuple[float, float]:
     pb = b[ay0 - dy : ay1 - dy, ax0 - dx : ax1 - dx]
     if min(pa.shape) < 8:
         return 0.0, 0.0
-    shift, _, _ = phase_cross_correlation(pa, pb, upsample_factor=_UPSAMPLE,
-                                          normalization=None)
+    shift, _, _ = phase_cross_correlation(pa, pb, upsample_factor=_UPSAMPLE, normalization=None)
     fy, fx = float(shift[0]), float(shift[1])
     if abs(fy) > 1.0 or abs(fx) > 1.0:  # refinement must stay near the integer peak
         return 0.0, 0.0
     return fy, fx
 
 
-def noise_scores(strips: list[tuple[NDArray[np.generic], NDArray[np.generic]]],
-                 nominal: tuple[float, float], max_shift_px: float) -> list[float]:
+def noise_scores(
+    strips: list[tuple[NDArray[np.generic], NDArray[np.generic]]],
+    nominal: tuple[float, float],
+    max_shift_px: float,
+) -> list[float]:
     """NCC that registration reaches on pairs of tiles that do not overlap at all."""
     scores = []
     for a, b in strips:

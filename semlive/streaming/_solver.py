@@ -42,8 +42,13 @@ class Placement:
     dropped: tuple[Link, ...]  # links removed as inconsistent
 
 
-def solve(nominal: Float, links: list[Link], scan_direction: NDArray[np.integer],
-          max_residual_px: float = 1.0, warm: Float | None = None) -> Placement:
+def solve(
+    nominal: Float,
+    links: list[Link],
+    scan_direction: NDArray[np.integer],
+    max_residual_px: float = 1.0,
+    warm: Float | None = None,
+) -> Placement:
     """Place tiles given nominal positions (tiles, 2) and pairwise links."""
     n = len(nominal)
     kept = [link for link in links if link.a != link.b]
@@ -64,8 +69,9 @@ def solve(nominal: Float, links: list[Link], scan_direction: NDArray[np.integer]
     return Placement(nominal + deviation, linked, per_tile, tuple(dropped))
 
 
-def _least_squares(nominal: Float, links: list[Link], n: int, warm: Float | None
-                   ) -> tuple[Float, NDArray[np.bool_]]:
+def _least_squares(
+    nominal: Float, links: list[Link], n: int, warm: Float | None
+) -> tuple[Float, NDArray[np.bool_]]:
     deviation = np.zeros((n, 2))
     linked = np.zeros(n, dtype=bool)
     if not links:
@@ -80,12 +86,19 @@ def _least_squares(nominal: Float, links: list[Link], n: int, warm: Float | None
     rows = np.arange(len(links))
     gauge_rows = len(links) + label[linked]
     m = coo_matrix(
-        (np.concatenate([-w, w, np.ones(int(linked.sum()))]),
-         (np.concatenate([rows, rows, gauge_rows]), np.concatenate([a, b, np.flatnonzero(linked)]))),
+        (
+            np.concatenate([-w, w, np.ones(int(linked.sum()))]),
+            (
+                np.concatenate([rows, rows, gauge_rows]),
+                np.concatenate([a, b, np.flatnonzero(linked)]),
+            ),
+        ),
         shape=(len(links) + count, n),
     ).tocsr()
     for axis in (0, 1):
-        measured = np.array([lk.offset[axis] for lk in links]) - (nominal[b, axis] - nominal[a, axis])
+        measured = np.array([lk.offset[axis] for lk in links]) - (
+            nominal[b, axis] - nominal[a, axis]
+        )
         rhs = np.concatenate([w * measured, np.zeros(count)])
         x0 = None if warm is None else (warm[:, axis] - nominal[:, axis])
         deviation[:, axis] = lsqr(m, rhs, x0=x0, atol=1e-10, btol=1e-10, iter_lim=5000)[0]
@@ -103,8 +116,9 @@ def _link_residuals(nominal: Float, deviation: Float, links: list[Link]) -> Floa
     return result
 
 
-def _stage_model(deviation: Float, linked: NDArray[np.bool_],
-                 scan_direction: NDArray[np.integer]) -> Float:
+def _stage_model(
+    deviation: Float, linked: NDArray[np.bool_], scan_direction: NDArray[np.integer]
+) -> Float:
     """Mean deviation of the linked tiles scanned in the same direction (backlash), else 0."""
     model = np.zeros_like(deviation)
     for direction in np.unique(scan_direction):

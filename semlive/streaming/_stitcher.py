@@ -22,14 +22,16 @@ from numpy.typing import NDArray
 
 from semlive.acquisition import Ledger, TileReady
 from semlive.records import SessionInfo, TileImage, TileSidecar
+from semlive.settings import StreamingSettings
 from semlive.streaming._mosaic import CHUNK, MosaicGeometry, MosaicWriter, TileOnMosaic
 from semlive.streaming._registration import PairShift, noise_scores, register_pair
 from semlive.streaming._solver import Link, solve
 
-__all__ = ["RegionChanged", "RegionComplete", "StitchSettings", "Stitcher"]
+__all__ = ["RegionChanged", "RegionComplete", "Stitcher"]
 
 logger = logging.getLogger(__name__)
 
+REGION_TOLERANCE_PX = 0.5  # a completed region whose tiles move more than this is re-emitted
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS placements (
     tile TEXT PRIMARY KEY, row_px REAL NOT NULL, col_px REAL NOT NULL, x_um REAL NOT NULL,
@@ -39,18 +41,6 @@ CREATE TABLE IF NOT EXISTS pairs (
     accepted INTEGER NOT NULL, reason TEXT, PRIMARY KEY (a, b));
 CREATE TABLE IF NOT EXISTS regions (ry INTEGER, rx INTEGER, state TEXT, PRIMARY KEY (ry, rx));
 """
-
-
-@dataclass(frozen=True, slots=True)
-class StitchSettings:
-    max_shift_um: float = 40.0  # stage repeatability between neighbours
-    min_overlap_px: int = 2000
-    resolve_every: int = 16
-    max_residual_px: float = 1.0
-    region_chunks: int = 2
-    halo_px: int = 64
-    region_tolerance_px: float = 0.5
-    tile_cache: int = 96
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,11 +67,16 @@ class _Tile:
 class Stitcher:
     """Stitching of one session into one store."""
 
-    def __init__(self, store: Path, session: SessionInfo, ledger: Ledger,
-                 settings: StitchSettings | None = None,
-                 read_tile: Callable[[str], NDArray[np.generic]] | None = None) -> None:
+    def __init__(
+        self,
+        store: Path,
+        session: SessionInfo,
+        ledger: Ledger,
+        settings: StreamingSettings | None = None,
+        read_tile: Callable[[str], NDArray[np.generic]] | None = None,
+    ) -> None:
         self.store, self.session, self.ledger = store, session, ledger
-        self.settings = settings or StitchSettings()
+        self.settings = settings or StreamingSettings()
         self.read_tile = read_tile
         ledger.ensure_tables(_SCHEMA)
         self.tiles: dict[str, _Tile] = {}
@@ -105,8 +100,10 @@ class Stitcher:
         x0 = side.stage_x_um - side.col * step[1] - (cols - 1) / 2 * s.pixel_size_um
         y0 = side.stage_y_um - side.row * step[0] - (rows - 1) / 2 * s.pixel_size_um
         origin = (x0 - margin * s.pixel_size_um, y0 - margin * s.pixel_size_um)
-        shape = (int(np.ceil((grid[0] - 1) * step[0] / s.pixel_size_um)) + rows + 2 * margin,
-                 int(np.ceil((grid[1] - 1) * step[1] / s.pixel_size_um)) + cols + 2 * margin)
+        shape = (
+            int(np.ceil((grid[0] - 1) * step[0] / s.pixel_size_um)) + rows + 2 * margin,
+            int(np.ceil((grid[1] - 1) * step[1] / s.pixel_size_um)) + cols + 2 * margin,
+        )
         levels = 1
         while max(shape) / 2**levels >= CHUNK / 2:
             levels += 1
@@ -116,8 +113,10 @@ class Stitcher:
         g = self.writer.geometry
         rows, cols = self.session.tile_shape
         s = g.pixel_size_um
-        return ((side.stage_y_um - g.origin_um[1]) / s - (rows - 1) / 2,
-                (side.stage_x_um - g.origin_um[0]) / s - (cols - 1) / 2)
+        return (
+            (side.stage_y_um - g.origin_um[1]) / s - (rows - 1) / 2,
+            (side.stage_x_um - g.origin_um[0]) / s - (cols - 1) / 2,
+        )
 
     @property
     def writer(self) -> MosaicWriter:
@@ -129,11 +128,15 @@ class Stitcher:
         side = event.sidecar
         if self._writer is None:
             dtype = "uint8" if self.session.bse_bit_depth == 8 else "uint16"
-            self._writer = MosaicWriter(self.store / "mosaic.zarr", self._geometry_from(side), dtype)
+            self._writer = MosaicWriter(
+                self.store / "mosaic.zarr", self._geometry_from(side), dtype
+            )
         self._remember(side.tile, event.image)
         previous = self.tiles.get(side.tile)
         nominal = self._nominal(side)
-        tile = _Tile(len(self.tiles) if previous is None else previous.index, side, nominal, nominal)
+        tile = _Tile(
+            len(self.tiles) if previous is None else previous.index, side, nominal, nominal
+        )
         self.tiles[side.tile] = tile
         self._register(tile)
         tile.position, tile.linked = self._place_locally(tile)
@@ -171,13 +174,20 @@ class Stitcher:
         for other in self._neighbours(tile):
             a, b = sorted((other, tile), key=lambda t: (t.sidecar.row, t.sidecar.col))
             nominal = (b.nominal[0] - a.nominal[0], b.nominal[1] - a.nominal[1])
-            shift = register_pair(self.image(a.sidecar.tile), self.image(b.sidecar.tile), nominal,
-                                  self.max_shift_px, self.settings.min_overlap_px)
+            shift = register_pair(
+                self.image(a.sidecar.tile),
+                self.image(b.sidecar.tile),
+                nominal,
+                self.max_shift_px,
+                self.settings.min_overlap_px,
+            )
             self._record_pair(a, b, shift)
 
     def threshold(self) -> float:
         """NCC that pairs must beat: above what non-overlapping strips reach (permutation test)."""
-        if self._threshold is None or (len(self.tiles) in (8, 32) and self._threshold_at != len(self.tiles)):
+        if self._threshold is None or (
+            len(self.tiles) in (8, 32) and self._threshold_at != len(self.tiles)
+        ):
             self._threshold = self._noise_threshold()
             self._threshold_at = len(self.tiles)
         return self._threshold
@@ -223,9 +233,18 @@ class Stitcher:
                 self.links[(na, nb)] = Link(a.index, b.index, shift.shift, max(shift.ncc, 1e-3))
             else:
                 self.links.pop((na, nb), None)
-            rows.append((na, nb, None if shift is None else shift.dy, None if shift is None else shift.dx,
-                         None if shift is None else shift.ncc, None if shift is None else shift.overlap_px,
-                         int(accepted), reason))
+            rows.append(
+                (
+                    na,
+                    nb,
+                    None if shift is None else shift.dy,
+                    None if shift is None else shift.dx,
+                    None if shift is None else shift.ncc,
+                    None if shift is None else shift.overlap_px,
+                    int(accepted),
+                    reason,
+                )
+            )
         self._pending_pairs = {}
         with self.ledger.transaction() as db:
             db.executemany("INSERT OR REPLACE INTO pairs VALUES (?,?,?,?,?,?,?,?)", rows)
@@ -243,7 +262,9 @@ class Stitcher:
         if estimates:
             pos = np.average(np.array(estimates), axis=0, weights=weights)
             return (float(pos[0]), float(pos[1])), True
-        placed = [t for t in self.tiles.values() if t.linked and t.sidecar.row % 2 == tile.sidecar.row % 2]
+        placed = [
+            t for t in self.tiles.values() if t.linked and t.sidecar.row % 2 == tile.sidecar.row % 2
+        ]
         if placed:
             dev = np.mean([np.subtract(t.position, t.nominal) for t in placed], axis=0)
             return (tile.nominal[0] + float(dev[0]), tile.nominal[1] + float(dev[1])), False
@@ -259,7 +280,9 @@ class Stitcher:
         index = {t.sidecar.tile: i for i, t in enumerate(order)}
         nominal = np.array([t.nominal for t in order])
         warm = np.array([t.position for t in order])
-        links = [Link(index[na], index[nb], lk.offset, lk.weight) for (na, nb), lk in self.links.items()]
+        links = [
+            Link(index[na], index[nb], lk.offset, lk.weight) for (na, nb), lk in self.links.items()
+        ]
         direction = np.array([t.sidecar.row % 2 for t in order])
         placement = solve(nominal, links, direction, self.settings.max_residual_px, warm)
         previous = {t.sidecar.tile: t.position for t in order}
@@ -279,8 +302,9 @@ class Stitcher:
         t = self.tiles[name]
         row, col = _rounded(position or t.position)
         rows, cols = self.session.tile_shape
-        return TileOnMosaic(name, row, col, (rows, cols),
-                            (row + (rows - 1) / 2, col + (cols - 1) / 2))
+        return TileOnMosaic(
+            name, row, col, (rows, cols), (row + (rows - 1) / 2, col + (cols - 1) / 2)
+        )
 
     def _write_tiles(self, names: list[str], old: dict[str, tuple[float, float]]) -> None:
         """Mark the chunks under these tiles (where they are and where they were) for fusing."""
@@ -304,8 +328,18 @@ class Stitcher:
         for t, res in zip(order, residuals, strict=True):
             x_um = g.origin_um[0] + g.pixel_size_um * (t.position[1] + (cols - 1) / 2)
             y_um = g.origin_um[1] + g.pixel_size_um * (t.position[0] + (rows - 1) / 2)
-            data.append((t.sidecar.tile, t.position[0], t.position[1], x_um, y_um, int(t.linked),
-                         float(res), now))
+            data.append(
+                (
+                    t.sidecar.tile,
+                    t.position[0],
+                    t.position[1],
+                    x_um,
+                    y_um,
+                    int(t.linked),
+                    float(res),
+                    now,
+                )
+            )
         with self.ledger.transaction() as db:
             db.executemany("INSERT OR REPLACE INTO placements VALUES (?,?,?,?,?,?,?,?)", data)
 
@@ -328,8 +362,10 @@ class Stitcher:
                     continue
                 r0, c0, r1, c1 = self._region_bounds(ry, rx)
                 h = self.settings.halo_px + int(self.max_shift_px)
-                blocked = any(b[0] < r1 + h and b[2] > r0 - h and b[1] < c1 + h and b[3] > c0 - h
-                              for b in missing)
+                blocked = any(
+                    b[0] < r1 + h and b[2] > r0 - h and b[1] < c1 + h and b[3] > c0 - h
+                    for b in missing
+                )
                 if done or not blocked:
                     self._complete[(ry, rx)] = self._positions_in(r0, c0, r1, c1)
                     events.append(RegionComplete((ry, rx), (r0, c0, r1, c1)))
@@ -355,16 +391,28 @@ class Stitcher:
 
     def _positions_in(self, r0: int, c0: int, r1: int, c1: int) -> dict[str, tuple[float, float]]:
         rows, cols = self.session.tile_shape
-        return {n: t.position for n, t in self.tiles.items()
-                if t.position[0] < r1 and t.position[0] + rows > r0
-                and t.position[1] < c1 and t.position[1] + cols > c0}
+        return {
+            n: t.position
+            for n, t in self.tiles.items()
+            if t.position[0] < r1
+            and t.position[0] + rows > r0
+            and t.position[1] < c1
+            and t.position[1] + cols > c0
+        }
 
-    def _changed_regions(self, previous: dict[str, tuple[float, float]]) -> list[RegionComplete | RegionChanged]:
+    def _changed_regions(
+        self, previous: dict[str, tuple[float, float]]
+    ) -> list[RegionComplete | RegionChanged]:
         events: list[RegionComplete | RegionChanged] = []
         for region, positions in self._complete.items():
-            shift = max((float(np.hypot(*np.subtract(self.tiles[n].position, p))) for n, p in positions.items()),
-                        default=0.0)
-            if shift > self.settings.region_tolerance_px:
+            shift = max(
+                (
+                    float(np.hypot(*np.subtract(self.tiles[n].position, p)))
+                    for n, p in positions.items()
+                ),
+                default=0.0,
+            )
+            if shift > REGION_TOLERANCE_PX:
                 bounds = self._region_bounds(*region)
                 self._complete[region] = self._positions_in(*bounds)
                 events.append(RegionChanged(region, bounds))
@@ -381,10 +429,14 @@ class Stitcher:
         """Placed stage position (x, y µm) of each tile's centre."""
         g = self.writer.geometry
         rows, cols = self.session.tile_shape
-        return {n: (g.origin_um[0] + g.pixel_size_um * (t.position[1] + (cols - 1) / 2),
-                    g.origin_um[1] + g.pixel_size_um * (t.position[0] + (rows - 1) / 2))
-                for n, t in self.tiles.items()}
+        return {
+            n: (
+                g.origin_um[0] + g.pixel_size_um * (t.position[1] + (cols - 1) / 2),
+                g.origin_um[1] + g.pixel_size_um * (t.position[0] + (rows - 1) / 2),
+            )
+            for n, t in self.tiles.items()
+        }
 
 
 def _rounded(position: tuple[float, float]) -> tuple[int, int]:
-    return int(round(position[0])), int(round(position[1]))
+    return round(position[0]), round(position[1])
