@@ -52,8 +52,9 @@ def run_ashlar(images, nominal, pixel_size):
             return images[series]
 
     started = time.perf_counter()
-    aligner = reg.EdgeAligner(Reader(), channel=0, max_shift=32, filter_sigma=0,
-                              do_make_thumbnail=False)
+    aligner = reg.EdgeAligner(
+        Reader(), channel=0, max_shift=32, filter_sigma=0, do_make_thumbnail=False
+    )
     aligner.run()
     seconds = time.perf_counter() - started
     centres = (aligner.positions + (shape - 1) / 2) * pixel_size
@@ -64,9 +65,13 @@ def run_m2stitch(images, grid):
     import m2stitch
 
     started = time.perf_counter()
-    result, _ = m2stitch.stitch_images(np.array(images), rows=list(grid[:, 0]),
-                                       cols=list(grid[:, 1]), row_col_transpose=False,
-                                       ncc_threshold=0.1)  # its default 0.5 finds no pair here
+    result, _ = m2stitch.stitch_images(
+        np.array(images),
+        rows=list(grid[:, 0]),
+        cols=list(grid[:, 1]),
+        row_col_transpose=False,
+        ncc_threshold=0.1,
+    )  # its default 0.5 finds no pair here
     seconds = time.perf_counter() - started
     shape = np.array(images[0].shape)
     corners = result[["y_pos", "x_pos"]].to_numpy(dtype=float)
@@ -77,8 +82,10 @@ def main():
     session = Path(sys.argv[1])
     names, images, nominal, grid, pixel_size = load(session)
     out = {"tiles": names}
-    for name, runner in (("ashlar", lambda: run_ashlar(images, nominal, pixel_size)),
-                         ("m2stitch", lambda: run_m2stitch(images, grid))):
+    for name, runner in (
+        ("ashlar", lambda: run_ashlar(images, nominal, pixel_size)),
+        ("m2stitch", lambda: run_m2stitch(images, grid)),
+    ):
         try:
             centres, seconds = runner()
             out[name] = {"centres_yx_um": centres.tolist(), "seconds": seconds}

@@ -6,7 +6,8 @@ semlive's incremental throughput (tiles/s: registration, placement, mosaic write
 tiles fed as they would arrive). The peers run in their own environment:
 
     python3 -m venv .venv-peers && .venv-peers/bin/pip install ashlar m2stitch
-    .venv/bin/python benchmarks/bench_stitch.py --peer-python .venv-peers/bin/python [--preset small]
+    .venv/bin/python benchmarks/bench_stitch.py --peer-python .venv-peers/bin/python \\
+        [--preset small]
 """
 
 from __future__ import annotations
@@ -29,8 +30,11 @@ from semlive.streaming import Stitcher
 from semlive.virtual_sem import simulate
 
 
-def rms_error_px(centres: dict[str, tuple[float, float]], truth: dict[str, tuple[float, float]],
-                 pixel_size_um: float) -> float:
+def rms_error_px(
+    centres: dict[str, tuple[float, float]],
+    truth: dict[str, tuple[float, float]],
+    pixel_size_um: float,
+) -> float:
     d = np.array([np.subtract(centres[t], truth[t]) for t in truth]) / pixel_size_um
     d -= d.mean(axis=0)
     return float(np.sqrt((d**2).sum(axis=1).mean()))
@@ -51,16 +55,20 @@ def ours(session: Path, folder: Path) -> tuple[dict[str, tuple[float, float]], d
     seconds = time.perf_counter() - started
     ledger.close()
     placed = {k: (y, x) for k, (x, y) in stitcher.placements_um().items()}
-    return placed, {"seconds": seconds, "tiles_per_s": len(tiles) / seconds,
-                    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return placed, {
+        "seconds": seconds,
+        "tiles_per_s": len(tiles) / seconds,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def peers(session: Path, python: str | None) -> dict[str, object]:
     if not python or not Path(python).exists():
         return {"skipped": "no --peer-python environment with ashlar and m2stitch"}
     script = Path(__file__).with_name("_stitch_peers.py")
-    out = subprocess.run([python, str(script), str(session)], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [python, str(script), str(session)], capture_output=True, text=True, check=True
+    )
     result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
@@ -82,7 +90,9 @@ def main() -> None:
         px = json.loads((session / "session.json").read_text())["pixel_size_um"]
         placed, timing = ours(session, folder)
         report: dict[str, object] = {
-            "benchmark": "streaming.stitch", "preset": args.preset, "tiles": len(truth),
+            "benchmark": "streaming.stitch",
+            "preset": args.preset,
+            "tiles": len(truth),
             "stage_only_error_px": rms_error_px(nominal, truth, px),
             "semlive": {"error_px": rms_error_px(placed, truth, px), **timing},
         }
@@ -90,11 +100,16 @@ def main() -> None:
         for name in ("ashlar", "m2stitch"):
             entry = others.get(name) if isinstance(others, dict) else None
             if isinstance(entry, dict) and "centres_yx_um" in entry:
-                centres = dict(zip(others["tiles"], map(tuple, entry["centres_yx_um"]), strict=True))  # type: ignore[call-overload]
+                centres = dict(
+                    zip(others["tiles"], map(tuple, entry["centres_yx_um"]), strict=True)
+                )  # type: ignore[call-overload]
                 error = rms_error_px(centres, truth, px)
-                report[name] = {"error_px": error, "seconds": entry["seconds"],
-                                "error_ratio_semlive_over_peer": report["semlive"]["error_px"] / error,  # type: ignore[index]
-                                "time_ratio_semlive_over_peer": timing["seconds"] / entry["seconds"]}
+                report[name] = {
+                    "error_px": error,
+                    "seconds": entry["seconds"],
+                    "error_ratio_semlive_over_peer": report["semlive"]["error_px"] / error,  # type: ignore[index]
+                    "time_ratio_semlive_over_peer": timing["seconds"] / entry["seconds"],
+                }
             else:
                 report[name] = entry or others
         print(json.dumps(report, indent=2))

@@ -4,15 +4,18 @@
 micrometres; level 0's translation is the stage position of pixel (0, 0)'s centre, so pixel
 (r, c) sits at stage (tx + s·c, ty + s·r) (Contract 2). Tiles are fused by nearest centre: each
 mosaic pixel takes the value of the placed tile whose centre is nearest, so there is no blending
-ghost; tiles are placed at whole pixels (their sub-pixel placement is kept in the ledger). Every
-write covers whole chunks, and only the pyramid chunks above changed chunks are recomputed. The
-arrays are allocated from the plan with a margin and stay sparse on disk until written.
+ghost; ``eds/`` (c, y, x) holds the EDS-covered tiles' element maps the same way, with the
+element symbols as channel labels. Tiles are placed at whole pixels (their sub-pixel placement
+is kept in the ledger). Every write covers whole chunks, and only the pyramid chunks above
+changed chunks are recomputed. The arrays are allocated from the plan with a margin and stay
+sparse on disk until written.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,22 +34,24 @@ class MosaicGeometry:
     pixel_size_um: float
     levels: int
 
-    def multiscales(self, name: str) -> dict[str, Any]:
+    def multiscales(self, name: str, channels: bool = False) -> dict[str, Any]:
+        """OME-Zarr 0.5 ``multiscales`` entry; with ``channels`` the axes are (c, y, x)."""
         s, (tx, ty) = self.pixel_size_um, self.origin_um
+        lead_scale, lead_shift = ([1.0], [0.0]) if channels else ([], [])
         datasets = []
         for k in range(self.levels):
             f = 2**k
             shift = s * (f - 1) / 2  # a level-k pixel is the mean of f×f level-0 pixels
-            datasets.append(
-                {
-                    "path": str(k),
-                    "coordinateTransformations": [
-                        {"type": "scale", "scale": [s * f, s * f]},
-                        {"type": "translation", "translation": [ty + shift, tx + shift]},
-                    ],
-                }
-            )
-        axes = [{"name": a, "type": "space", "unit": "micrometer"} for a in ("y", "x")]
+            transforms = [
+                {"type": "scale", "scale": [*lead_scale, s * f, s * f]},
+                {"type": "translation", "translation": [*lead_shift, ty + shift, tx + shift]},
+            ]
+            datasets.append({"path": str(k), "coordinateTransformations": transforms})
+        axes: list[dict[str, str]] = [
+            {"name": a, "type": "space", "unit": "micrometer"} for a in ("y", "x")
+        ]
+        if channels:
+            axes.insert(0, {"name": "c", "type": "channel"})
         return {"name": name, "axes": axes, "datasets": datasets}
 
 
@@ -65,7 +70,7 @@ class TileOnMosaic:
 
 
 class MosaicWriter:
-    """The one writer of ``mosaic.zarr``'s BSE image (one process writes a store)."""
+    """The one writer of ``mosaic.zarr``'s images (one process writes a store)."""
 
     def __init__(self, path: Path, geometry: MosaicGeometry, dtype: str = "uint16") -> None:
         import zarr
@@ -77,20 +82,54 @@ class MosaicWriter:
             self.bse = self.root["bse"]
             self.geometry = _geometry_of(self.bse)
         else:
-            self.bse = self.root.create_group("bse")
-            shape = geometry.shape
-            for k in range(geometry.levels):
-                self.bse.create_array(
-                    str(k),
-                    shape=shape,
-                    chunks=(CHUNK, CHUNK),
-                    dtype=dtype,
-                    fill_value=0,
-                    dimension_names=["y", "x"],
-                )
-                shape = ((shape[0] + 1) // 2, (shape[1] + 1) // 2)
-            self.bse.attrs["ome"] = {"version": "0.5", "multiscales": [geometry.multiscales("bse")]}
+            self.bse = self._create("bse", (), dtype)
+            self.bse.attrs["ome"] = {
+                "version": "0.5",
+                "multiscales": [self.geometry.multiscales("bse")],
+            }
         self.levels: list[Any] = [self.bse[str(k)] for k in range(self.geometry.levels)]
+        self.eds_levels: list[Any] = []
+
+    def _create(self, name: str, lead: tuple[int, ...], dtype: str) -> Any:
+        group = self.root.create_group(name)
+        shape = self.geometry.shape
+        names = ["c", "y", "x"] if lead else ["y", "x"]
+        for k in range(self.geometry.levels):
+            group.create_array(
+                str(k),
+                shape=(*lead, *shape),
+                chunks=(*(1,) * len(lead), CHUNK, CHUNK),
+                dtype=dtype,
+                fill_value=0,
+                dimension_names=names,
+            )
+            shape = ((shape[0] + 1) // 2, (shape[1] + 1) // 2)
+        return group
+
+    def open_eds(self, elements: tuple[str, ...]) -> None:
+        """Create (or open) ``eds/``: one count map per element, axes (c, y, x)."""
+        if "eds" in self.root:
+            eds = self.root["eds"]
+        else:
+            eds = self._create("eds", (len(elements),), "uint16")
+            channels = [
+                {
+                    "label": el,
+                    "color": "FFFFFF",
+                    "active": True,
+                    "coefficient": 1.0,
+                    "family": "linear",
+                    "inverted": False,
+                    "window": {"min": 0.0, "max": 65535.0, "start": 0.0, "end": 255.0},
+                }
+                for el in elements
+            ]
+            eds.attrs["ome"] = {
+                "version": "0.5",
+                "multiscales": [self.geometry.multiscales("eds", True)],
+                "omero": {"channels": channels},
+            }
+        self.eds_levels = [eds[str(k)] for k in range(self.geometry.levels)]
 
     def chunks_of(self, tiles: Iterable[TileOnMosaic]) -> set[tuple[int, int]]:
         found = set()
@@ -108,60 +147,94 @@ class MosaicWriter:
         tiles: list[TileOnMosaic],
         image_of: Callable[[str], NDArray[np.generic]],
     ) -> None:
-        """Rewrite whole level-0 chunks from the tiles over them, then their pyramid."""
+        """Rewrite whole level-0 BSE chunks from the tiles over them, then their pyramid."""
         for cy, cx in sorted(chunks):
-            self._fuse_chunk(cy, cx, tiles, image_of)
-        self._pyramid(chunks)
+            self.levels[0][_chunk_slices(self.geometry, cy, cx)] = _fused(
+                self.geometry, cy, cx, tiles, image_of, self.levels[0].dtype
+            )
+        _pyramid(chunks, self.levels, ())
 
-    def _fuse_chunk(
+    def fuse_eds(
         self,
-        cy: int,
-        cx: int,
+        chunks: set[tuple[int, int]],
         tiles: list[TileOnMosaic],
-        image_of: Callable[[str], NDArray[np.generic]],
+        maps_of: Callable[[str], NDArray[np.generic]],
     ) -> None:
-        rows, cols = self.geometry.shape
-        r0, c0 = cy * CHUNK, cx * CHUNK
-        r1, c1 = min(r0 + CHUNK, rows), min(c0 + CHUNK, cols)
-        block = np.zeros((r1 - r0, c1 - c0), dtype=self.levels[0].dtype)
-        best = np.full(block.shape, np.inf)
-        yy, xx = np.mgrid[r0:r1, c0:c1]
-        for t in tiles:
-            tr0, tc0, tr1, tc1 = t.box()
-            ir0, ic0, ir1, ic1 = max(tr0, r0), max(tc0, c0), min(tr1, r1), min(tc1, c1)
-            if ir0 >= ir1 or ic0 >= ic1:
-                continue
-            win = (slice(ir0 - r0, ir1 - r0), slice(ic0 - c0, ic1 - c0))
-            d2 = (yy[win] - t.centre[0]) ** 2 + (xx[win] - t.centre[1]) ** 2
-            nearer = d2 < best[win]
-            pixels = image_of(t.name)[ir0 - tr0 : ir1 - tr0, ic0 - tc0 : ic1 - tc0]
-            block[win][nearer] = pixels[nearer]
-            best[win][nearer] = d2[nearer]
-        self.levels[0][r0:r1, c0:c1] = block
-
-    def _pyramid(self, chunks: set[tuple[int, int]]) -> None:
-        changed = chunks
-        for k in range(1, len(self.levels)):
-            parents = {(cy // 2, cx // 2) for cy, cx in changed}
-            below, here = self.levels[k - 1], self.levels[k]
-            for py, px in parents:
-                r0, c0 = py * CHUNK, px * CHUNK
-                r1, c1 = min(r0 + CHUNK, here.shape[0]), min(c0 + CHUNK, here.shape[1])
-                src = np.asarray(below[2 * r0 : 2 * r1, 2 * c0 : 2 * c1], dtype=np.float64)
-                src = np.pad(
-                    src,
-                    ((0, 2 * (r1 - r0) - src.shape[0]), (0, 2 * (c1 - c0) - src.shape[1])),
-                    mode="edge",
+        """Rewrite ``eds/`` chunks from the EDS-covered tiles over them (nearest centre)."""
+        target = self.eds_levels[0]
+        for cy, cx in sorted(chunks):
+            for c in range(target.shape[0]):
+                block = _fused(
+                    self.geometry, cy, cx, tiles, partial(_channel, maps_of, c), target.dtype
                 )
-                down = src.reshape(r1 - r0, 2, c1 - c0, 2).mean(axis=(1, 3))
-                here[r0:r1, c0:c1] = np.rint(down).astype(here.dtype)
-            changed = parents
+                target[(c, *_chunk_slices(self.geometry, cy, cx))] = block
+        for c in range(target.shape[0]):
+            _pyramid(chunks, self.eds_levels, (c,))
+
+
+def _channel(
+    maps_of: Callable[[str], NDArray[np.generic]], c: int, name: str
+) -> NDArray[np.generic]:
+    channel: NDArray[np.generic] = maps_of(name)[c]
+    return channel
+
+
+def _chunk_slices(g: MosaicGeometry, cy: int, cx: int) -> tuple[slice, slice]:
+    r0, c0 = cy * CHUNK, cx * CHUNK
+    return slice(r0, min(r0 + CHUNK, g.shape[0])), slice(c0, min(c0 + CHUNK, g.shape[1]))
+
+
+def _fused(
+    g: MosaicGeometry,
+    cy: int,
+    cx: int,
+    tiles: list[TileOnMosaic],
+    image_of: Callable[[str], NDArray[np.generic]],
+    dtype: Any,
+) -> NDArray[np.generic]:
+    """One chunk: each pixel from the tile whose centre is nearest (no blending)."""
+    rows, cols = _chunk_slices(g, cy, cx)
+    r0, r1, c0, c1 = rows.start, rows.stop, cols.start, cols.stop
+    block = np.zeros((r1 - r0, c1 - c0), dtype=dtype)
+    best = np.full(block.shape, np.inf)
+    yy, xx = np.mgrid[r0:r1, c0:c1]
+    for t in tiles:
+        tr0, tc0, tr1, tc1 = t.box()
+        ir0, ic0, ir1, ic1 = max(tr0, r0), max(tc0, c0), min(tr1, r1), min(tc1, c1)
+        if ir0 >= ir1 or ic0 >= ic1:
+            continue
+        win = (slice(ir0 - r0, ir1 - r0), slice(ic0 - c0, ic1 - c0))
+        d2 = (yy[win] - t.centre[0]) ** 2 + (xx[win] - t.centre[1]) ** 2
+        nearer = d2 < best[win]
+        pixels = image_of(t.name)[ir0 - tr0 : ir1 - tr0, ic0 - tc0 : ic1 - tc0]
+        block[win][nearer] = pixels[nearer]
+        best[win][nearer] = d2[nearer]
+    return block
+
+
+def _pyramid(chunks: set[tuple[int, int]], levels: list[Any], lead: tuple[int, ...]) -> None:
+    """Recompute the chunks of every coarser level above the changed ones (2×2 means)."""
+    changed = chunks
+    for k in range(1, len(levels)):
+        parents = {(cy // 2, cx // 2) for cy, cx in changed}
+        below, here = levels[k - 1], levels[k]
+        for py, px in parents:
+            r0, c0 = py * CHUNK, px * CHUNK
+            r1, c1 = min(r0 + CHUNK, here.shape[-2]), min(c0 + CHUNK, here.shape[-1])
+            src = np.asarray(
+                below[(*lead, slice(2 * r0, 2 * r1), slice(2 * c0, 2 * c1))], dtype=np.float64
+            )
+            pad = ((0, 2 * (r1 - r0) - src.shape[0]), (0, 2 * (c1 - c0) - src.shape[1]))
+            src = np.pad(src, pad, mode="edge")
+            down = src.reshape(r1 - r0, 2, c1 - c0, 2).mean(axis=(1, 3))
+            here[(*lead, slice(r0, r1), slice(c0, c1))] = np.rint(down).astype(here.dtype)
+        changed = parents
 
 
 def _geometry_of(group: Any) -> MosaicGeometry:
     multiscale = group.attrs["ome"]["multiscales"][0]
     first = multiscale["datasets"][0]["coordinateTransformations"]
-    scale = float(first[0]["scale"][0])
-    ty, tx = (float(v) for v in first[1]["translation"])
-    shape = tuple(int(v) for v in group["0"].shape)
+    scale = float(first[0]["scale"][-1])
+    ty, tx = (float(v) for v in first[1]["translation"][-2:])
+    shape = tuple(int(v) for v in group["0"].shape[-2:])
     return MosaicGeometry((shape[0], shape[1]), (tx, ty), scale, len(multiscale["datasets"]))

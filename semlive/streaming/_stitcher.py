@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from semlive.acquisition import Ledger, TileReady
+from semlive.acquisition import EdsReady, Ledger, TileReady
 from semlive.records import SessionInfo, TileImage, TileSidecar
 from semlive.settings import StreamingSettings
 from semlive.streaming._mosaic import CHUNK, MosaicGeometry, MosaicWriter, TileOnMosaic
@@ -74,10 +74,15 @@ class Stitcher:
         ledger: Ledger,
         settings: StreamingSettings | None = None,
         read_tile: Callable[[str], NDArray[np.generic]] | None = None,
+        read_eds: Callable[[str], NDArray[np.generic]] | None = None,
     ) -> None:
         self.store, self.session, self.ledger = store, session, ledger
         self.settings = settings or StreamingSettings()
         self.read_tile = read_tile
+        self.read_eds = read_eds
+        self._eds: set[str] = set()  # tiles with EDS maps
+        self._eds_cache: OrderedDict[str, NDArray[np.generic]] = OrderedDict()
+        self._eds_dirty: set[tuple[int, int]] = set()
         ledger.ensure_tables(_SCHEMA)
         self.tiles: dict[str, _Tile] = {}
         self.links: dict[tuple[str, str], Link] = {}
@@ -151,12 +156,34 @@ class Stitcher:
             self.flush()  # a region is announced only once its pixels are written
         return events
 
+    def add_eds(self, event: EdsReady) -> None:
+        """EDS element maps of a placed tile: written into ``eds/`` at the next flush."""
+        if event.tile not in self.tiles:
+            return
+        if not self.writer.eds_levels:
+            self.writer.open_eds(self.session.eds_elements)
+        self._eds.add(event.tile)
+        self._keep(self._eds_cache, event.tile, event.maps.counts)
+        self._eds_dirty |= self.writer.chunks_of([self._on_mosaic(event.tile)])
+
+    def maps(self, name: str) -> NDArray[np.generic]:
+        if name not in self._eds_cache:
+            if self.read_eds is None:
+                raise KeyError(f"EDS maps of {name} are not cached and no reader was given")
+            self._keep(self._eds_cache, name, self.read_eds(name))
+        return self._eds_cache[name]
+
+    def _keep(
+        self, cache: OrderedDict[str, NDArray[np.generic]], name: str, array: NDArray[np.generic]
+    ) -> None:
+        cache[name] = array
+        cache.move_to_end(name)
+        while len(cache) > self.settings.tile_cache:
+            cache.popitem(last=False)
+
     def _remember(self, name: str, image: TileImage | NDArray[np.generic]) -> None:
         array = image.image if isinstance(image, TileImage) else image
-        self._cache[name] = array
-        self._cache.move_to_end(name)
-        while len(self._cache) > self.settings.tile_cache:
-            self._cache.popitem(last=False)
+        self._keep(self._cache, name, array)
 
     def image(self, name: str) -> NDArray[np.generic]:
         if name not in self._cache:
@@ -308,17 +335,24 @@ class Stitcher:
 
     def _write_tiles(self, names: list[str], old: dict[str, tuple[float, float]]) -> None:
         """Mark the chunks under these tiles (where they are and where they were) for fusing."""
-        self._dirty |= self.writer.chunks_of([self._on_mosaic(n) for n in names])
-        self._dirty |= self.writer.chunks_of([self._on_mosaic(n, p) for n, p in old.items()])
+        new = self.writer.chunks_of([self._on_mosaic(n) for n in names])
+        new |= self.writer.chunks_of([self._on_mosaic(n, p) for n, p in old.items()])
+        self._dirty |= new
+        if any(n in self._eds for n in names):
+            self._eds_dirty |= new
 
     def flush(self) -> None:
-        """Fuse every marked chunk once, from all tiles over it, and update the pyramid."""
-        if not self._dirty:
-            return
-        over = [self._on_mosaic(n) for n in self.tiles]
-        relevant = [t for t in over if self.writer.chunks_of([t]) & self._dirty]
-        self.writer.fuse(self._dirty, relevant, self.image)
-        self._dirty = set()
+        """Fuse every marked chunk once, from all tiles over it, and update the pyramids."""
+        if self._dirty:
+            over = [self._on_mosaic(n) for n in self.tiles]
+            relevant = [t for t in over if self.writer.chunks_of([t]) & self._dirty]
+            self.writer.fuse(self._dirty, relevant, self.image)
+            self._dirty = set()
+        if self._eds_dirty:
+            over = [self._on_mosaic(n) for n in self._eds]
+            relevant = [t for t in over if self.writer.chunks_of([t]) & self._eds_dirty]
+            self.writer.fuse_eds(self._eds_dirty, relevant, self.maps)
+            self._eds_dirty = set()
 
     def _save_placements(self, residuals: NDArray[np.float64], order: list[_Tile]) -> None:
         g = self.writer.geometry

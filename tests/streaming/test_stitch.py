@@ -142,3 +142,21 @@ def test_status_reports_stitching_quality(small_session, tmp_path, capsys):
     assert stitching["tiles_placed"] == 36
     assert stitching["pairs_accepted"] >= 55
     assert stitching["worst_residual_px"] < 1.0
+
+
+def test_eds_maps_land_in_the_mosaic_with_element_labels(small_session, tmp_path):
+    from ome_zarr_models.v05.image import Image
+
+    store = tmp_path / "store"
+    list(stitch_session(small_session, store, Settings(acquisition=FAST)))
+    group = zarr.open_group(str(store / "mosaic.zarr"), mode="r")
+    Image.from_zarr(group["eds"])
+    labels = [c["label"] for c in group["eds"].attrs["ome"]["omero"]["channels"]]
+    meta = json.loads((small_session / "session.json").read_text())
+    assert labels == meta["eds"]["elements"]
+    eds = group["eds"]["0"]
+    bse = group["bse"]["0"][...]
+    covered = eds[labels.index("Si")] > 0
+    # EDS only where EDS frames were acquired (9 of 36 tiles), always on scanned pixels
+    assert 0.1 < covered.mean() / (bse > 0).mean() < 0.5
+    assert (bse[covered] > 0).all()
