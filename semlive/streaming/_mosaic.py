@@ -101,6 +101,7 @@ class MosaicWriter:
                 chunks=(*(1,) * len(lead), CHUNK, CHUNK),
                 dtype=dtype,
                 fill_value=0,
+                compressors=_compressors(lead),
                 dimension_names=names,
             )
             shape = ((shape[0] + 1) // 2, (shape[1] + 1) // 2)
@@ -170,6 +171,14 @@ class MosaicWriter:
                 target[(c, *_chunk_slices(self.geometry, cy, cx))] = block
         for c in range(target.shape[0]):
             _pyramid(chunks, self.eds_levels, (c,))
+
+
+def _compressors(lead: tuple[int, ...]) -> Any:
+    """BSE uncompressed (it hardly compresses, and writing must keep up with the scan); EDS
+    count maps, mostly zeros, with fast LZ4."""
+    from zarr.codecs import BloscCodec
+
+    return BloscCodec(cname="lz4", clevel=1, shuffle="bitshuffle") if lead else None
 
 
 def _channel(

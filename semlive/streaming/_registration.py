@@ -96,7 +96,7 @@ def _ncc_window(
     n = np.maximum((ar1 - ar0) * (ac1 - ac0), 1).astype(np.float64)
     sa, sa2 = _box_sums(a, ar0, ar1, ac0, ac1), _box_sums(a * a, ar0, ar1, ac0, ac1)
     sb, sb2 = _box_sums(b, br0, br1, bc0, bc1), _box_sums(b * b, br0, br1, bc0, bc1)
-    full = fftconvolve(a, b[::-1, ::-1], mode="full")
+    full = fftconvolve(a.astype(np.float32), b[::-1, ::-1].astype(np.float32), mode="full")
     cross = full[np.clip(dy + hb - 1, 0, ha + hb - 2), np.clip(dx + wb - 1, 0, wa + wb - 2)]
     cov = cross - sa * sb / n
     var = np.maximum(sa2 - sa * sa / n, 0) * np.maximum(sb2 - sb * sb / n, 0)
@@ -115,7 +115,8 @@ def register_pair(
     """Find B's offset from A near ``nominal`` (rows, cols in px); None without enough overlap.
 
     Every integer placement within ``max_shift_px`` of the nominal one is scored by the NCC of
-    the pixels that overlap there; the best is refined to sub-pixel precision.
+    the pixels that overlap there — first on 2×-binned crops over the whole range, then at full
+    resolution within ±2 px of the coarse best — and the best is refined to sub-pixel precision.
     """
     n = (round(nominal[0]), round(nominal[1]))
     margin = int(np.ceil(max_shift_px))
@@ -125,9 +126,12 @@ def register_pair(
     a_sl, b_sl, start = crops
     ca = np.asarray(a[a_sl], dtype=np.float64)
     cb = np.asarray(b[b_sl], dtype=np.float64)
-    dys = np.arange(start[0] - margin, start[0] + margin + 1)
-    dxs = np.arange(start[1] - margin, start[1] + margin + 1)
-    ncc, count = _ncc_window(ca, cb, dys, dxs)
+    coarse = _coarse_shift(ca, cb, start, margin, min_overlap_px)
+    if coarse is None:
+        return None
+    dys = np.arange(coarse[0] - 2, coarse[0] + 3)
+    dxs = np.arange(coarse[1] - 2, coarse[1] + 3)
+    ncc, count = _ncc_direct(ca, cb, dys, dxs)
     scores = np.where(count >= min_overlap_px, ncc, -1.0)
     if scores.max() <= -1.0:
         return None
@@ -136,6 +140,50 @@ def register_pair(
     fy, fx = _refine(ca, cb, dy, dx)
     best, size = float(scores[ky, kx]), int(count[ky, kx])
     return PairShift(n[0] + dy + fy - start[0], n[1] + dx + fx - start[1], best, size)
+
+
+def _ncc_direct(
+    a: Float, b: Float, dys: NDArray[np.intp], dxs: NDArray[np.intp]
+) -> tuple[Float, Float]:
+    """NCC and overlap size for a few placements, computed directly (no FFT)."""
+    ncc = np.full((len(dys), len(dxs)), -1.0)
+    count = np.zeros_like(ncc)
+    for i, dy in enumerate(dys):
+        for j, dx in enumerate(dxs):
+            ay0, ax0 = max(0, dy), max(0, dx)
+            ay1, ax1 = min(a.shape[0], dy + b.shape[0]), min(a.shape[1], dx + b.shape[1])
+            if ay1 - ay0 < 2 or ax1 - ax0 < 2:
+                continue
+            pa = a[ay0:ay1, ax0:ax1] - a[ay0:ay1, ax0:ax1].mean()
+            pb = b[ay0 - dy : ay1 - dy, ax0 - dx : ax1 - dx]
+            pb = pb - pb.mean()
+            denom = np.sqrt((pa * pa).sum() * (pb * pb).sum())
+            if denom > 0:
+                ncc[i, j] = float((pa * pb).sum() / denom)
+                count[i, j] = pa.size
+    return ncc, count
+
+
+def _bin2(image: Float) -> Float:
+    rows, cols = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
+    binned: Float = image[:rows, :cols].reshape(rows // 2, 2, cols // 2, 2).mean(axis=(1, 3))
+    return binned
+
+
+def _coarse_shift(
+    a: Float, b: Float, start: tuple[int, int], margin: int, min_overlap_px: int
+) -> tuple[int, int] | None:
+    """The best integer shift (full-resolution units) found on 2×-binned crops."""
+    ba, bb = _bin2(a), _bin2(b)
+    half = margin // 2 + 1
+    dys = np.arange(start[0] // 2 - half, start[0] // 2 + half + 1)
+    dxs = np.arange(start[1] // 2 - half, start[1] // 2 + half + 1)
+    ncc, count = _ncc_window(ba, bb, dys, dxs)
+    scores = np.where(count >= min_overlap_px / 4, ncc, -1.0)
+    if scores.max() <= -1.0:
+        return None
+    ky, kx = np.unravel_index(int(np.argmax(scores)), scores.shape)
+    return 2 * int(dys[ky]), 2 * int(dxs[kx])
 
 
 def _refine(a: Float, b: Float, dy: int, dx: int) -> tuple[float, float]:

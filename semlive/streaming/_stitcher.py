@@ -149,9 +149,10 @@ class Stitcher:
         self._write_tiles([side.tile], moved)
         self._since_solve += 1
         events: list[RegionComplete | RegionChanged] = []
-        if self._since_solve >= self.settings.resolve_every:
-            events += self.resolve()
-        events += self._regions(done=False)
+        closing = self._completable(done=False)
+        if self._since_solve >= self.settings.resolve_every or (closing and self._since_solve):
+            events += self.resolve()  # every K tiles, and before a region closes
+        events += self._announce(closing)
         if events:
             self.flush()  # a region is announced only once its pixels are written
         return events
@@ -382,14 +383,14 @@ class Stitcher:
         rows, cols = self.writer.geometry.shape
         return ry * size, rx * size, min((ry + 1) * size, rows), min((rx + 1) * size, cols)
 
-    def _regions(self, done: bool) -> list[RegionComplete | RegionChanged]:
+    def _completable(self, done: bool) -> list[tuple[int, int]]:
         """Regions all of whose planned tiles (with a halo) are placed, or all after DONE."""
         if self._writer is None:
             return []
         size = self.settings.region_chunks * CHUNK
         rows, cols = self.writer.geometry.shape
         missing = self._planned_missing_boxes()
-        events: list[RegionComplete | RegionChanged] = []
+        found = []
         for ry in range(-(-rows // size)):
             for rx in range(-(-cols // size)):
                 if (ry, rx) in self._complete:
@@ -401,8 +402,15 @@ class Stitcher:
                     for b in missing
                 )
                 if done or not blocked:
-                    self._complete[(ry, rx)] = self._positions_in(r0, c0, r1, c1)
-                    events.append(RegionComplete((ry, rx), (r0, c0, r1, c1)))
+                    found.append((ry, rx))
+        return found
+
+    def _announce(self, regions: list[tuple[int, int]]) -> list[RegionComplete | RegionChanged]:
+        events: list[RegionComplete | RegionChanged] = []
+        for region in regions:
+            bounds = self._region_bounds(*region)
+            self._complete[region] = self._positions_in(*bounds)
+            events.append(RegionComplete(region, bounds))
         return events
 
     def _planned_missing_boxes(self) -> list[tuple[float, float, float, float]]:
@@ -455,7 +463,7 @@ class Stitcher:
     def finish(self) -> list[RegionComplete | RegionChanged]:
         """The session is DONE: a last global solve, then every remaining region completes."""
         events = self.resolve() if self.tiles else []
-        events += self._regions(done=True)
+        events += self._announce(self._completable(done=True))
         self.flush()
         return events
 

@@ -160,3 +160,38 @@ def test_eds_maps_land_in_the_mosaic_with_element_labels(small_session, tmp_path
     # EDS only where EDS frames were acquired (9 of 36 tiles), always on scanned pixels
     assert 0.1 < covered.mean() / (bse > 0).mean() < 0.5
     assert (bse[covered] > 0).all()
+
+
+def test_a_tile_all_neighbours_reject_is_placed_by_the_stage_model_and_flagged(
+    small_session, ready_events, tmp_path
+):
+    import dataclasses
+
+    session, events = ready_events
+    rng = np.random.default_rng(0)
+    blank = []
+    for event in events:
+        if event.sidecar.tile == "r002c003":  # over featureless resin, say
+            flat = (30000 + rng.normal(0, 200, event.image.image.shape)).astype(np.uint16)
+            event = dataclasses.replace(event, image=dataclasses.replace(event.image, image=flat))
+        blank.append(event)
+    placed, _ = _stitch(session, blank, tmp_path)
+    assert "r002c003" in placed  # never dropped
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "ledger.sqlite")
+    try:
+        linked = dict(db.execute("SELECT tile, linked FROM placements"))
+        rejected = list(
+            db.execute(
+                "SELECT reason FROM pairs WHERE (a = 'r002c003' OR b = 'r002c003') AND accepted = 0"
+            )
+        )
+    finally:
+        db.close()
+    assert linked["r002c003"] == 0
+    assert len(rejected) == 4
+    assert all("noise threshold" in r[0] for r in rejected)
+    truth = _truth_positions(small_session)
+    others = {t: xy for t, xy in placed.items() if t != "r002c003"}
+    assert _placement_error_px(others, {t: truth[t] for t in others}) <= 0.5
