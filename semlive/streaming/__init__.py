@@ -6,6 +6,7 @@ every few tiles, writes ``STORE/mosaic.zarr`` (OME-Zarr 0.5) and reports regions
 complete or changed. :func:`stitch_session` runs acquisition and stitching together.
 """
 
+from semlive.streaming._evaluate import placement_error_px
 from semlive.streaming._mosaic import MosaicGeometry, MosaicWriter
 from semlive.streaming._registration import PairShift, register_pair
 from semlive.streaming._session import stitch_session
@@ -21,6 +22,7 @@ __all__ = [
     "RegionChanged",
     "RegionComplete",
     "Stitcher",
+    "placement_error_px",
     "register_pair",
     "solve",
     "stitch_session",

@@ -5,14 +5,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from semlive.acquisition import EdsReady, Ingestor, SessionDone, SessionOpened, TileReady
+from semlive.acquisition import (
+    EdsReady,
+    FileQuarantined,
+    Ingestor,
+    SessionDone,
+    SessionOpened,
+    TileReady,
+)
 from semlive.acquisition import _readers as rd
 from semlive.settings import Settings
 from semlive.streaming._stitcher import RegionChanged, RegionComplete, Stitcher
 
 __all__ = ["stitch_session"]
 
-StitchEvent = TileReady | RegionComplete | RegionChanged | SessionDone
+StitchEvent = TileReady | FileQuarantined | RegionComplete | RegionChanged | SessionDone
 
 
 def stitch_session(
@@ -35,6 +42,8 @@ def stitch_session(
             elif isinstance(event, TileReady) and stitcher is not None:
                 yield event
                 yield from stitcher.add(event)
+            elif isinstance(event, FileQuarantined):
+                yield event
             elif isinstance(event, EdsReady) and stitcher is not None:
                 stitcher.add_eds(event)
             elif isinstance(event, SessionDone) and stitcher is not None:
