@@ -29,7 +29,9 @@ def throughput(folder: Path) -> dict[str, float]:
     session = folder / "finished"
     simulate(session, "small", seed=0)
     files = sum(1 for p in session.rglob("*") if p.is_file() and "_truth" not in p.parts)
-    settings = AcquisitionSettings(observer="polling", poll_interval_s=0.01, settle_polls=1)
+    settings = AcquisitionSettings(
+        observer="polling", poll_interval_s=0.01, settle_polls=1, quarantine_after_s=0.0
+    )
     started = time.perf_counter()
     with Ingestor(session, folder / "store-finished", settings) as ingestor:
         list(ingestor.run())

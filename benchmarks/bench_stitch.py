@@ -41,7 +41,9 @@ def rms_error_px(
 
 
 def ours(session: Path, folder: Path) -> tuple[dict[str, tuple[float, float]], dict[str, float]]:
-    settings = AcquisitionSettings(observer="polling", poll_interval_s=0.01, settle_polls=1)
+    settings = AcquisitionSettings(
+        observer="polling", poll_interval_s=0.01, settle_polls=1, quarantine_after_s=0.0
+    )
     with Ingestor(session, folder / "ingest", settings) as ingestor:
         events = list(ingestor.run())
     info = next(e.session for e in events if isinstance(e, SessionOpened))

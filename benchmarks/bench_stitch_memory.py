@@ -33,7 +33,9 @@ def rss_mb() -> float:
 def main() -> None:
     session = Path(sys.argv[1])
     folder = Path(tempfile.mkdtemp(prefix="bench-stitch-mem-"))
-    acquisition = AcquisitionSettings(observer="polling", poll_interval_s=0.01, settle_polls=1)
+    acquisition = AcquisitionSettings(
+        observer="polling", poll_interval_s=0.01, settle_polls=1, quarantine_after_s=0.0
+    )
     try:
         samples, tiles = [], 0
         started = time.perf_counter()

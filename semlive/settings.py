@@ -77,6 +77,13 @@ class AcquisitionSettings(_Section):
         le=100,
         description="Failed reads of a settled, unchanged file before it is quarantined.",
     )
+    quarantine_after_s: float = Field(
+        5.0,
+        ge=0,
+        le=3600,
+        description="Seconds a file must stay unchanged, besides failing parse_retries reads, "
+        "before it is quarantined; a write that stalls (network shares) is not a broken file.",
+    )
     max_image_pixels: int = Field(
         200_000_000,
         ge=1,

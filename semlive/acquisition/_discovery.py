@@ -7,7 +7,9 @@ write begins. The readiness ladder for each file:
 1. a completion signal — renamed into place, or closed after writing — makes it ready at once;
 2. otherwise its size and modification time must stay unchanged over ``settle_polls`` scans;
 3. then it is read in full; a read that fails is retried on later scans while the file is
-   unchanged, and after ``parse_retries`` failures it is quarantined (a change resets this).
+   unchanged, and after ``parse_retries`` failures, once it has also been unchanged for
+   ``quarantine_after_s`` (a write stalled on a network share is not a broken file), it is
+   quarantined; a change resets this.
 """
 
 from __future__ import annotations
@@ -16,13 +18,16 @@ import logging
 import os
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from semlive.acquisition._contract import is_ignored
 
-__all__ = ["FileState", "FolderWatcher", "Settler"]
+__all__ = ["CONTRACT_FOLDERS", "FileState", "FolderWatcher", "Settler"]
+
+CONTRACT_FOLDERS = ("tiles", "spectra", "standards", "epma")
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +40,7 @@ class FileState:
     complete: bool = False  # a completion signal was seen for this size/mtime
     failures: int = 0
     last_error: str = ""
+    since: float = field(default_factory=time.monotonic)  # unchanged since (monotonic s)
     done: bool = field(default=False)  # taken (ingested, quarantined or ignored)
 
 
@@ -91,22 +97,44 @@ class FolderWatcher:
 
         class _Handler(FileSystemEventHandler):
             def on_any_event(self, event: Any) -> None:
+                path = os.fsdecode(getattr(event, "dest_path", "") or event.src_path)
                 if event.is_directory:
+                    if event.event_type in ("created", "moved"):
+                        watcher._watch_folder(Path(path))
                     return
-                kind = event.event_type
-                path = getattr(event, "dest_path", "") or event.src_path
-                watcher._hint(os.fsdecode(path), kind in ("closed", "moved"))
+                watcher._hint(path, event.event_type in ("closed", "moved"))
 
         observer = Observer()
+        self._handler = _Handler()
+        self._watched: set[Path] = set()
         try:
-            observer.schedule(_Handler(), str(self.root), recursive=True)
+            # the root and the contract's folders only, each non-recursively: nothing else
+            # (the simulator's _truth, a user's scratch folders) floods the event queue
+            observer.schedule(self._handler, str(self.root), recursive=False)
             observer.start()
+            self._observer = observer
+            for name in CONTRACT_FOLDERS:
+                self._watch_folder(self.root / name)
         except OSError as exc:
             logger.warning(
                 "file-system events unavailable for %s (%s); polling only", self.root, exc
             )
             return None
         return observer
+
+    def _watch_folder(self, folder: Path) -> None:
+        if folder.parent != self.root or folder.name not in CONTRACT_FOLDERS:
+            return
+        if folder in self._watched or not folder.is_dir() or self._observer is None:
+            return
+        try:
+            self._observer.schedule(self._handler, str(folder), recursive=False)
+            self._watched.add(folder)
+        except OSError as exc:
+            logger.warning(
+                "no file-system events for %s (%s); rescans still find its files", folder, exc
+            )
+        self._wake.set()
 
     def _hint(self, path: str, complete: bool) -> None:
         try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -218,7 +219,11 @@ class Ingestor:
         except InputDataError as exc:
             state.failures += 1
             state.last_error = str(exc)
-            if state.failures < self.settings.parse_retries:
+            quiet_s = time.monotonic() - state.since
+            if (
+                state.failures < self.settings.parse_retries
+                or quiet_s < self.settings.quarantine_after_s
+            ):
                 return []  # retry on a later scan while it stays unchanged
             return self._quarantine(path, kind, item, size, mtime_ns, checksum, str(exc))
         except Exception as exc:  # a reader's bug must not stop the session: keep the file aside

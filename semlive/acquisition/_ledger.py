@@ -223,10 +223,12 @@ class Ledger:
 
     @staticmethod
     def supersede(db: sqlite3.Connection, path: str, keep_checksum: str) -> int:
-        """Mark older ingested versions of ``path`` superseded; returns how many."""
+        """Mark older versions of ``path`` superseded (ingested ones, and quarantined ones such
+        as a write that stalled half-way and was later completed); returns how many."""
         cur = db.execute(
             "UPDATE files SET state='superseded', reason='replaced by a newer version', "
-            "updated=? WHERE path=? AND state='ingested' AND ifnull(checksum,'') != ?",
+            "updated=? WHERE path=? AND state IN ('ingested', 'quarantined') "
+            "AND ifnull(checksum,'') != ?",
             (_now(), path, keep_checksum),
         )
         return cur.rowcount

@@ -14,7 +14,9 @@ from semlive.settings import AcquisitionSettings
 @pytest.fixture
 def fast_settings() -> AcquisitionSettings:
     """Quick polls for tests; files written by the simulator settle after one unchanged scan."""
-    return AcquisitionSettings(poll_interval_s=0.02, settle_polls=1, parse_retries=2)
+    return AcquisitionSettings(
+        poll_interval_s=0.02, settle_polls=1, parse_retries=2, quarantine_after_s=0.0
+    )
 
 
 @pytest.fixture

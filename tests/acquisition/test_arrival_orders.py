@@ -13,7 +13,11 @@ from semlive.settings import AcquisitionSettings
 from semlive.virtual_sem import simulate
 
 POLLING = AcquisitionSettings(
-    observer="polling", poll_interval_s=0.01, settle_polls=1, parse_retries=2
+    observer="polling",
+    poll_interval_s=0.01,
+    settle_polls=1,
+    parse_retries=2,
+    quarantine_after_s=0.0,
 )
 
 

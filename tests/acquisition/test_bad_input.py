@@ -80,7 +80,7 @@ def test_a_symlink_out_of_the_session_is_quarantined_and_the_session_goes_on(tin
     outside = tmp_path / "secret.csv"
     outside.write_text("x_um,y_um,mg_number\n1,2,0.8\n3,4,0.8\n")
     (session / "epma" / "link.csv").symlink_to(outside)
-    settings_ = {"poll_interval_s": 0.01, "settle_polls": 1}
+    settings_ = {"poll_interval_s": 0.01, "settle_polls": 1, "quarantine_after_s": 0.0}
     from semlive.settings import AcquisitionSettings
 
     with Ingestor(session, tmp_path / "store", AcquisitionSettings(**settings_)) as ingestor:
@@ -97,7 +97,11 @@ def test_real_bruker_hypermaps_are_taken_and_a_broken_one_quarantined(tiny, tmp_
         shutil.copy(shared_data / "real" / name, session / "spectra" / name)
     from semlive.settings import AcquisitionSettings
 
-    with Ingestor(session, tmp_path / "store", AcquisitionSettings(poll_interval_s=0.01)) as ing:
+    with Ingestor(
+        session,
+        tmp_path / "store",
+        AcquisitionSettings(poll_interval_s=0.01, quarantine_after_s=0.0),
+    ) as ing:
         events = list(ing.run())
     batches = {e.batch.name: e.batch for e in events if isinstance(e, SpectraReady)}
     chevkinite = batches["spectra/chevkinite-30x30.bcf"]

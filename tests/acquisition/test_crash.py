@@ -16,7 +16,11 @@ SPEED = 110.0  # the tiny session's ~0.63 simulated hours take ~20 s
 
 
 def _ingest(session, store):
-    env = {**os.environ, "SEMLIVE_ACQUISITION__POLL_INTERVAL_S": "0.05"}
+    env = {
+        **os.environ,
+        "SEMLIVE_ACQUISITION__POLL_INTERVAL_S": "0.05",
+        "SEMLIVE_ACQUISITION__QUARANTINE_AFTER_S": "1.0",
+    }
     return subprocess.Popen(
         [
             sys.executable,

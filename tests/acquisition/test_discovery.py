@@ -18,7 +18,9 @@ def test_a_live_session_is_taken_with_events_or_polling_alone(tmp_path, observer
     writer.start()
     while not session.exists():
         time.sleep(0.01)
-    settings = AcquisitionSettings(observer=observer, poll_interval_s=0.05, settle_polls=2)
+    settings = AcquisitionSettings(
+        observer=observer, poll_interval_s=0.05, settle_polls=2, quarantine_after_s=1.0
+    )
     with Ingestor(session, tmp_path / "store", settings) as ingestor:
         assert ingestor.watcher.uses_events is (observer == "auto")
         events = list(ingestor.run())

@@ -66,7 +66,9 @@ def test_live_faulty_session_ends_with_the_writers_log(tmp_path):
     writer.start()
     while not (session / "session.json").exists():
         time.sleep(0.01)
-    settings = AcquisitionSettings(poll_interval_s=0.05, settle_polls=2, parse_retries=3)
+    settings = AcquisitionSettings(
+        poll_interval_s=0.05, settle_polls=2, parse_retries=3, quarantine_after_s=1.0
+    )
     with Ingestor(session, store, settings) as ingestor:
         assert ingestor.watcher.uses_events
         events = list(ingestor.run())

@@ -13,7 +13,9 @@ from semlive.cli import main
 from semlive.settings import AcquisitionSettings, Settings, StreamingSettings
 from semlive.streaming import RegionComplete, Stitcher, stitch_session
 
-FAST = AcquisitionSettings(observer="polling", poll_interval_s=0.01, settle_polls=1)
+FAST = AcquisitionSettings(
+    observer="polling", poll_interval_s=0.01, settle_polls=1, quarantine_after_s=0.0
+)
 
 
 def _truth_positions(session):
