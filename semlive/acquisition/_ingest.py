@@ -113,9 +113,11 @@ class Ingestor:
         """Poll until the session is done (or, with ``once``, until what is there is taken)."""
         quiet = 0
         while not self.finished and not (stop is not None and stop.is_set()):
-            events = self.poll()
-            yield from events
-            quiet = 0 if (events or self.settler.pending()) else quiet + 1
+            emitted = 0
+            for event in self.scan_events():  # one at a time: a big folder is not held in memory
+                emitted += 1
+                yield event
+            quiet = 0 if (emitted or self.settler.pending()) else quiet + 1
             settled = not self.settler.pending()
             if once and (settled or (self._polls > self._once_limit() and quiet >= 1)):
                 return
@@ -126,16 +128,18 @@ class Ingestor:
 
     def poll(self) -> list[Event]:
         """One scan: settle, read what is ready, record it; returns the events, in order."""
+        return list(self.scan_events())
+
+    def scan_events(self) -> Iterator[Event]:
+        """One scan, as :meth:`poll`, yielding each event as soon as it is made."""
         self._polls += 1
         scan = self.watcher.scan()
         ready = self.settler.update(scan, self.watcher.completed())
         ready.sort(key=lambda p: (p != "session.json", scan[p][1], KIND_ORDER[classify(p)[0]], p))
-        events: list[Event] = []
         for path in ready:
-            events += self._take(path, *scan[path])
+            yield from self._take(path, *scan[path])
         if self._done_arrived() and not self.settler.pending():
-            events += self._finish()
-        return events
+            yield from self._finish()
 
     def _done_arrived(self) -> bool:
         row = self.ledger.current("DONE")

@@ -31,6 +31,7 @@ __all__ = ["RegionChanged", "RegionComplete", "Stitcher"]
 
 logger = logging.getLogger(__name__)
 
+_EDS_CACHE = 12  # EDS maps are ~9× a BSE tile: keep few, re-read the rest from the session
 REGION_TOLERANCE_PX = 0.5  # a completed region whose tiles move more than this is re-emitted
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS placements (
@@ -85,7 +86,10 @@ class Stitcher:
         self._eds_dirty: set[tuple[int, int]] = set()
         ledger.ensure_tables(_SCHEMA)
         self.tiles: dict[str, _Tile] = {}
+        self._at: dict[tuple[int, int], str] = {}  # grid (row, col) -> tile
         self.links: dict[tuple[str, str], Link] = {}
+        self._links_of: dict[str, set[tuple[str, str]]] = {}
+        self._waiting: dict[tuple[int, int], set[tuple[int, int]]] | None = None
         self._cache: OrderedDict[str, NDArray[np.generic]] = OrderedDict()
         self._writer: MosaicWriter | None = None
         self._threshold: float | None = None
@@ -143,6 +147,10 @@ class Stitcher:
             len(self.tiles) if previous is None else previous.index, side, nominal, nominal
         )
         self.tiles[side.tile] = tile
+        self._at[(side.row, side.col)] = side.tile
+        if self._waiting is not None:
+            for waiting in self._waiting.values():
+                waiting.discard((side.row, side.col))
         self._register(tile)
         tile.position, tile.linked = self._place_locally(tile)
         moved = {side.tile: previous.position} if previous is not None else {}
@@ -164,22 +172,26 @@ class Stitcher:
         if not self.writer.eds_levels:
             self.writer.open_eds(self.session.eds_elements)
         self._eds.add(event.tile)
-        self._keep(self._eds_cache, event.tile, event.maps.counts)
+        self._keep(self._eds_cache, event.tile, event.maps.counts, limit=_EDS_CACHE)
         self._eds_dirty |= self.writer.chunks_of([self._on_mosaic(event.tile)])
 
     def maps(self, name: str) -> NDArray[np.generic]:
         if name not in self._eds_cache:
             if self.read_eds is None:
                 raise KeyError(f"EDS maps of {name} are not cached and no reader was given")
-            self._keep(self._eds_cache, name, self.read_eds(name))
+            self._keep(self._eds_cache, name, self.read_eds(name), limit=_EDS_CACHE)
         return self._eds_cache[name]
 
     def _keep(
-        self, cache: OrderedDict[str, NDArray[np.generic]], name: str, array: NDArray[np.generic]
+        self,
+        cache: OrderedDict[str, NDArray[np.generic]],
+        name: str,
+        array: NDArray[np.generic],
+        limit: int | None = None,
     ) -> None:
         cache[name] = array
         cache.move_to_end(name)
-        while len(cache) > self.settings.tile_cache:
+        while len(cache) > (limit or self.settings.tile_cache):
             cache.popitem(last=False)
 
     def _remember(self, name: str, image: TileImage | NDArray[np.generic]) -> None:
@@ -195,8 +207,8 @@ class Stitcher:
 
     def _neighbours(self, tile: _Tile) -> list[_Tile]:
         r, c = tile.sidecar.row, tile.sidecar.col
-        wanted = {(r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)}
-        return [t for t in self.tiles.values() if (t.sidecar.row, t.sidecar.col) in wanted]
+        wanted = ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1))
+        return [self.tiles[self._at[rc]] for rc in wanted if rc in self._at]
 
     def _register(self, tile: _Tile) -> None:
         for other in self._neighbours(tile):
@@ -259,8 +271,12 @@ class Stitcher:
                 reason = f"NCC {shift.ncc:.3f} not above the noise threshold {threshold:.3f}"
             if accepted and shift is not None:
                 self.links[(na, nb)] = Link(a.index, b.index, shift.shift, max(shift.ncc, 1e-3))
+                self._links_of.setdefault(na, set()).add((na, nb))
+                self._links_of.setdefault(nb, set()).add((na, nb))
             else:
                 self.links.pop((na, nb), None)
+                self._links_of.get(na, set()).discard((na, nb))
+                self._links_of.get(nb, set()).discard((na, nb))
             rows.append(
                 (
                     na,
@@ -280,9 +296,8 @@ class Stitcher:
     def _place_locally(self, tile: _Tile) -> tuple[tuple[float, float], bool]:
         """From the trusted links to placed neighbours, else from the stage model."""
         estimates, weights = [], []
-        for (na, nb), link in self.links.items():
-            if tile.sidecar.tile not in (na, nb):
-                continue
+        for na, nb in self._links_of.get(tile.sidecar.tile, set()):
+            link = self.links[(na, nb)]
             other = self.tiles[nb if na == tile.sidecar.tile else na]
             sign = 1.0 if nb == tile.sidecar.tile else -1.0
             estimates.append(np.array(other.position) + sign * np.array(link.offset))
@@ -387,23 +402,42 @@ class Stitcher:
         """Regions all of whose planned tiles (with a halo) are placed, or all after DONE."""
         if self._writer is None:
             return []
+        if self._waiting is None:
+            self._waiting = self._planned_blockers()
         size = self.settings.region_chunks * CHUNK
         rows, cols = self.writer.geometry.shape
-        missing = self._planned_missing_boxes()
-        found = []
-        for ry in range(-(-rows // size)):
-            for rx in range(-(-cols // size)):
-                if (ry, rx) in self._complete:
+        regions = [(ry, rx) for ry in range(-(-rows // size)) for rx in range(-(-cols // size))]
+        planned = self.session.grid_rows is not None and self.session.grid_cols is not None
+        return [
+            region
+            for region in regions
+            if region not in self._complete
+            and (done or (planned and not self._waiting.get(region)))
+        ]
+
+    def _planned_blockers(self) -> dict[tuple[int, int], set[tuple[int, int]]]:
+        """For each region, the planned tiles (row, col) not yet placed that reach into it
+        (nominal footprint grown by the stage error and the halo)."""
+        s = self.session
+        waiting: dict[tuple[int, int], set[tuple[int, int]]] = {}
+        if s.grid_rows is None or s.grid_cols is None or not self.tiles:
+            return waiting
+        anchor = next(iter(self.tiles.values()))
+        rows, cols = s.tile_shape
+        ov = s.overlap_fraction or (0.1, 0.1)
+        step = (rows * (1 - ov[0]), cols * (1 - ov[1]))
+        size = self.settings.region_chunks * CHUNK
+        reach = self.settings.halo_px + self.max_shift_px
+        for r in range(s.grid_rows):
+            for c in range(s.grid_cols):
+                if (r, c) in self._at:
                     continue
-                r0, c0, r1, c1 = self._region_bounds(ry, rx)
-                h = self.settings.halo_px + int(self.max_shift_px)
-                blocked = any(
-                    b[0] < r1 + h and b[2] > r0 - h and b[1] < c1 + h and b[3] > c0 - h
-                    for b in missing
-                )
-                if done or not blocked:
-                    found.append((ry, rx))
-        return found
+                y = anchor.nominal[0] + (r - anchor.sidecar.row) * step[0]
+                x = anchor.nominal[1] + (c - anchor.sidecar.col) * step[1]
+                for ry in range(int((y - reach) // size), int((y + rows + reach) // size) + 1):
+                    for rx in range(int((x - reach) // size), int((x + cols + reach) // size) + 1):
+                        waiting.setdefault((ry, rx), set()).add((r, c))
+        return waiting
 
     def _announce(self, regions: list[tuple[int, int]]) -> list[RegionComplete | RegionChanged]:
         events: list[RegionComplete | RegionChanged] = []
@@ -412,24 +446,6 @@ class Stitcher:
             self._complete[region] = self._positions_in(*bounds)
             events.append(RegionComplete(region, bounds))
         return events
-
-    def _planned_missing_boxes(self) -> list[tuple[float, float, float, float]]:
-        s = self.session
-        if s.grid_rows is None or s.grid_cols is None or not self.tiles:
-            return [(-1e9, -1e9, 1e9, 1e9)]  # without a plan, regions complete at DONE
-        have = {(t.sidecar.row, t.sidecar.col) for t in self.tiles.values()}
-        any_tile = next(iter(self.tiles.values()))
-        rows, cols = s.tile_shape
-        ov = s.overlap_fraction or (0.1, 0.1)
-        step = (rows * (1 - ov[0]), cols * (1 - ov[1]))
-        boxes = []
-        for r in range(s.grid_rows):
-            for c in range(s.grid_cols):
-                if (r, c) not in have:
-                    y = any_tile.nominal[0] + (r - any_tile.sidecar.row) * step[0]
-                    x = any_tile.nominal[1] + (c - any_tile.sidecar.col) * step[1]
-                    boxes.append((y, x, y + rows, x + cols))
-        return boxes
 
     def _positions_in(self, r0: int, c0: int, r1: int, c1: int) -> dict[str, tuple[float, float]]:
         rows, cols = self.session.tile_shape
