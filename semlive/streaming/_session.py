@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
 
 from semlive.acquisition import (
     EdsReady,
@@ -20,6 +23,7 @@ from semlive.streaming._stitcher import RegionChanged, RegionComplete, Stitcher
 __all__ = ["stitch_session"]
 
 StitchEvent = TileReady | FileQuarantined | RegionComplete | RegionChanged | SessionDone
+Reader = Callable[[str], NDArray[np.generic]]
 
 
 def stitch_session(
@@ -30,15 +34,14 @@ def stitch_session(
         stitcher: Stitcher | None = None
         for event in ingestor.run(once=once):
             if isinstance(event, SessionOpened):
+                read_tile, read_maps = _readers(ingestor)
                 stitcher = Stitcher(
-                    store,
-                    event.session,
-                    ingestor.ledger,
-                    settings.streaming,
-                    _tile_reader(ingestor),
+                    store, event.session, ingestor.ledger, settings.streaming, read_tile, read_maps
                 )
-                for ready in _already_ready(ingestor):  # a restart: tiles taken before
+                for ready, eds in _already_ready(ingestor):  # a restart: tiles taken before
                     yield from stitcher.add(ready)
+                    if eds is not None:
+                        stitcher.add_eds(eds)
             elif isinstance(event, TileReady) and stitcher is not None:
                 yield event
                 yield from stitcher.add(event)
@@ -53,27 +56,46 @@ def stitch_session(
             stitcher.flush()
 
 
-def _tile_reader(ingestor: Ingestor):  # type: ignore[no-untyped-def]
-    def read(name: str):  # type: ignore[no-untyped-def]
-        data = (ingestor.root / "tiles" / f"{name}.tif").read_bytes()
-        assert ingestor.session is not None
-        return rd.read_tile(
-            data, f"tiles/{name}.tif", name, ingestor.session, ingestor.settings.max_image_pixels
-        ).image
-
-    return read
-
-
-def _already_ready(ingestor: Ingestor) -> Iterator[TileReady]:
+def _readers(ingestor: Ingestor) -> tuple[Reader, Reader]:
+    """Re-read a tile's image or EDS maps from the session folder (the source of truth)."""
     session = ingestor.session
     assert session is not None
+    limit = ingestor.settings.max_image_pixels
+
+    def read_tile(name: str) -> NDArray[np.generic]:
+        data = (ingestor.root / "tiles" / f"{name}.tif").read_bytes()
+        image: NDArray[np.generic] = rd.read_tile(
+            data, f"tiles/{name}.tif", name, session, limit
+        ).image
+        return image
+
+    def read_maps(name: str) -> NDArray[np.generic]:
+        data = (ingestor.root / "tiles" / f"{name}.eds.tif").read_bytes()
+        maps: NDArray[np.generic] = rd.read_eds(
+            data, f"tiles/{name}.eds.tif", name, session, limit, session.tile_shape
+        ).counts
+        return maps
+
+    return read_tile, read_maps
+
+
+def _already_ready(ingestor: Ingestor) -> Iterator[tuple[TileReady, EdsReady | None]]:
+    session = ingestor.session
+    assert session is not None
+    limit = ingestor.settings.max_image_pixels
     for name, (*_, version) in sorted(ingestor.ledger.tiles().items()):
         image = (ingestor.root / "tiles" / f"{name}.tif").read_bytes()
         side = (ingestor.root / "tiles" / f"{name}.json").read_bytes()
-        yield TileReady(
+        ready = TileReady(
             rd.read_sidecar(side, f"tiles/{name}.json", name, session),
-            rd.read_tile(
-                image, f"tiles/{name}.tif", name, session, ingestor.settings.max_image_pixels
-            ),
+            rd.read_tile(image, f"tiles/{name}.tif", name, session, limit),
             version,
         )
+        eds = None
+        if ingestor.ledger.tile_checksums(name)[2] is not None:
+            data = (ingestor.root / "tiles" / f"{name}.eds.tif").read_bytes()
+            maps = rd.read_eds(
+                data, f"tiles/{name}.eds.tif", name, session, limit, session.tile_shape
+            )
+            eds = EdsReady(name, maps)
+        yield ready, eds

@@ -146,11 +146,16 @@ def test_status_reports_stitching_quality(small_session, tmp_path, capsys):
     assert stitching["worst_residual_px"] < 1.0
 
 
-def test_eds_maps_land_in_the_mosaic_with_element_labels(small_session, tmp_path):
+def test_eds_maps_land_in_the_mosaic_with_element_labels(small_session, tmp_path, monkeypatch):
     from ome_zarr_models.v05.image import Image
 
+    import semlive.streaming._stitcher as stitcher_module
+
+    # tiny caches: tiles and maps are re-read from the session folder, as in a long session
+    monkeypatch.setattr(stitcher_module, "_EDS_CACHE", 2)
     store = tmp_path / "store"
-    list(stitch_session(small_session, store, Settings(acquisition=FAST)))
+    settings = Settings(acquisition=FAST, streaming=StreamingSettings(tile_cache=8))
+    list(stitch_session(small_session, store, settings))
     group = zarr.open_group(str(store / "mosaic.zarr"), mode="r")
     Image.from_zarr(group["eds"])
     labels = [c["label"] for c in group["eds"].attrs["ome"]["omero"]["channels"]]
