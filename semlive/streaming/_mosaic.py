@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -149,11 +148,7 @@ class MosaicWriter:
         image_of: Callable[[str], NDArray[np.generic]],
     ) -> None:
         """Rewrite whole level-0 BSE chunks from the tiles over them, then their pyramid."""
-        for cy, cx in sorted(chunks):
-            self.levels[0][_chunk_slices(self.geometry, cy, cx)] = _fused(
-                self.geometry, cy, cx, tiles, image_of, self.levels[0].dtype
-            )
-        _pyramid(chunks, self.levels, ())
+        self._fuse_into(self.levels, chunks, tiles, image_of)
 
     def fuse_eds(
         self,
@@ -162,15 +157,42 @@ class MosaicWriter:
         maps_of: Callable[[str], NDArray[np.generic]],
     ) -> None:
         """Rewrite ``eds/`` chunks from the EDS-covered tiles over them (nearest centre)."""
-        target = self.eds_levels[0]
+        self._fuse_into(self.eds_levels, chunks, tiles, maps_of)
+
+    def _fuse_into(
+        self,
+        levels: list[Any],
+        chunks: set[tuple[int, int]],
+        tiles: list[TileOnMosaic],
+        source: Callable[[str], NDArray[np.generic]],
+    ) -> None:
+        lead = levels[0].shape[:-2]
         for cy, cx in sorted(chunks):
-            for c in range(target.shape[0]):
-                block = _fused(
-                    self.geometry, cy, cx, tiles, partial(_channel, maps_of, c), target.dtype
-                )
-                target[(c, *_chunk_slices(self.geometry, cy, cx))] = block
-        for c in range(target.shape[0]):
-            _pyramid(chunks, self.eds_levels, (c,))
+            block = _fused(self.geometry, cy, cx, tiles, source, levels[0].dtype, lead)
+            levels[0][(..., *_chunk_slices(self.geometry, cy, cx))] = block
+        _pyramid(chunks, levels)
+
+    def set_anchor(self, offset_px: tuple[float, float]) -> None:
+        """Move the stage anchor of every image by a common sub-pixel offset (rows, cols).
+
+        The pixels stay where they are; only ``coordinateTransformations`` change, so the
+        placements' mean deviation from nominal stays zero without rewriting the mosaic.
+        """
+        g = self.geometry
+        shifted = MosaicGeometry(
+            g.shape,
+            (
+                g.origin_um[0] - g.pixel_size_um * offset_px[1],
+                g.origin_um[1] - g.pixel_size_um * offset_px[0],
+            ),
+            g.pixel_size_um,
+            g.levels,
+        )
+        self.bse.attrs["ome"] = {"version": "0.5", "multiscales": [shifted.multiscales("bse")]}
+        if "eds" in self.root:
+            attrs = dict(self.root["eds"].attrs["ome"])
+            attrs["multiscales"] = [shifted.multiscales("eds", True)]
+            self.root["eds"].attrs["ome"] = attrs
 
 
 def _compressors(lead: tuple[int, ...]) -> Any:
@@ -179,13 +201,6 @@ def _compressors(lead: tuple[int, ...]) -> Any:
     from zarr.codecs import BloscCodec
 
     return BloscCodec(cname="lz4", clevel=1, shuffle="bitshuffle") if lead else None
-
-
-def _channel(
-    maps_of: Callable[[str], NDArray[np.generic]], c: int, name: str
-) -> NDArray[np.generic]:
-    channel: NDArray[np.generic] = maps_of(name)[c]
-    return channel
 
 
 def _chunk_slices(g: MosaicGeometry, cy: int, cx: int) -> tuple[slice, slice]:
@@ -200,12 +215,13 @@ def _fused(
     tiles: list[TileOnMosaic],
     image_of: Callable[[str], NDArray[np.generic]],
     dtype: Any,
+    lead: tuple[int, ...] = (),
 ) -> NDArray[np.generic]:
-    """One chunk: each pixel from the tile whose centre is nearest (no blending)."""
+    """One chunk (all channels): each pixel from the tile whose centre is nearest."""
     rows, cols = _chunk_slices(g, cy, cx)
     r0, r1, c0, c1 = rows.start, rows.stop, cols.start, cols.stop
-    block = np.zeros((r1 - r0, c1 - c0), dtype=dtype)
-    best = np.full(block.shape, np.inf)
+    block = np.zeros((*lead, r1 - r0, c1 - c0), dtype=dtype)
+    best = np.full((r1 - r0, c1 - c0), np.inf)
     yy, xx = np.mgrid[r0:r1, c0:c1]
     for t in tiles:
         tr0, tc0, tr1, tc1 = t.box()
@@ -215,13 +231,13 @@ def _fused(
         win = (slice(ir0 - r0, ir1 - r0), slice(ic0 - c0, ic1 - c0))
         d2 = (yy[win] - t.centre[0]) ** 2 + (xx[win] - t.centre[1]) ** 2
         nearer = d2 < best[win]
-        pixels = image_of(t.name)[ir0 - tr0 : ir1 - tr0, ic0 - tc0 : ic1 - tc0]
-        block[win][nearer] = pixels[nearer]
+        pixels = image_of(t.name)[..., ir0 - tr0 : ir1 - tr0, ic0 - tc0 : ic1 - tc0]
+        block[(..., *win)][..., nearer] = pixels[..., nearer]
         best[win][nearer] = d2[nearer]
     return block
 
 
-def _pyramid(chunks: set[tuple[int, int]], levels: list[Any], lead: tuple[int, ...]) -> None:
+def _pyramid(chunks: set[tuple[int, int]], levels: list[Any]) -> None:
     """Recompute the chunks of every coarser level above the changed ones (2×2 means)."""
     changed = chunks
     for k in range(1, len(levels)):
@@ -230,13 +246,13 @@ def _pyramid(chunks: set[tuple[int, int]], levels: list[Any], lead: tuple[int, .
         for py, px in parents:
             r0, c0 = py * CHUNK, px * CHUNK
             r1, c1 = min(r0 + CHUNK, here.shape[-2]), min(c0 + CHUNK, here.shape[-1])
-            src = np.asarray(
-                below[(*lead, slice(2 * r0, 2 * r1), slice(2 * c0, 2 * c1))], dtype=np.float64
-            )
-            pad = ((0, 2 * (r1 - r0) - src.shape[0]), (0, 2 * (c1 - c0) - src.shape[1]))
+            src = np.asarray(below[..., 2 * r0 : 2 * r1, 2 * c0 : 2 * c1], dtype=np.float64)
+            pad = [(0, 0)] * (src.ndim - 2)
+            pad += [(0, 2 * (r1 - r0) - src.shape[-2]), (0, 2 * (c1 - c0) - src.shape[-1])]
             src = np.pad(src, pad, mode="edge")
-            down = src.reshape(r1 - r0, 2, c1 - c0, 2).mean(axis=(1, 3))
-            here[(*lead, slice(r0, r1), slice(c0, c1))] = np.rint(down).astype(here.dtype)
+            shape = (*src.shape[:-2], r1 - r0, 2, c1 - c0, 2)
+            down = src.reshape(shape).mean(axis=(-3, -1))
+            here[..., r0:r1, c0:c1] = np.rint(down).astype(here.dtype)
         changed = parents
 
 

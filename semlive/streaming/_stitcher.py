@@ -89,6 +89,7 @@ class Stitcher:
         self._at: dict[tuple[int, int], str] = {}  # grid (row, col) -> tile
         self.links: dict[tuple[str, str], Link] = {}
         self._links_of: dict[str, set[tuple[str, str]]] = {}
+        self._saved: dict[str, tuple[float, float, bool, float]] = {}
         self._waiting: dict[tuple[int, int], set[tuple[int, int]]] | None = None
         self._cache: OrderedDict[str, NDArray[np.generic]] = OrderedDict()
         self._writer: MosaicWriter | None = None
@@ -158,12 +159,17 @@ class Stitcher:
         self._since_solve += 1
         events: list[RegionComplete | RegionChanged] = []
         closing = self._completable(done=False)
-        if self._since_solve >= self.settings.resolve_every or (closing and self._since_solve):
+        every = self.settings.resolve_every
+        if self._since_solve >= every or (closing and self._since_solve >= max(1, every // 4)):
             events += self.resolve()  # every K tiles, and before a region closes
         events += self._announce(closing)
-        if events:
-            self.flush()  # a region is announced only once its pixels are written
+        if events:  # a region is announced only once its pixels are written
+            self.flush(eds_chunks=self._chunks_of_regions(closing))
         return events
+
+    def _chunks_of_regions(self, regions: list[tuple[int, int]]) -> set[tuple[int, int]]:
+        k = self.settings.region_chunks
+        return {(ry * k + i, rx * k + j) for ry, rx in regions for i in range(k) for j in range(k)}
 
     def add_eds(self, event: EdsReady) -> None:
         """EDS element maps of a placed tile: written into ``eds/`` at the next flush."""
@@ -329,14 +335,27 @@ class Stitcher:
         direction = np.array([t.sidecar.row % 2 for t in order])
         placement = solve(nominal, links, direction, self.settings.max_residual_px, warm)
         previous = {t.sidecar.tile: t.position for t in order}
+        # the solve keeps the frame still (warm): a re-solve only re-fuses tiles that really
+        # moved relative to the others
         for i, t in enumerate(order):
-            t.position = (float(placement.positions[i, 0]), float(placement.positions[i, 1]))
+            pos = placement.positions[i]
+            t.position = (float(pos[0]), float(pos[1]))
             t.linked = bool(placement.linked[i])
         moved = [n for n, p in previous.items() if _rounded(p) != _rounded(self.tiles[n].position)]
+        logger.debug("re-solve moved %d of %d tiles on the mosaic", len(moved), len(previous))
         self._write_tiles(moved, {n: previous[n] for n in moved})
         self._save_placements(placement.residual_px, order)
-        self.flush()
+        self.flush(eds_chunks=set())
+        self.writer.set_anchor(self.anchor_px())
         return self._changed_regions(previous)
+
+    def anchor_px(self) -> tuple[float, float]:
+        """Mean deviation of the placed tiles from nominal (rows, cols px): reported stage
+        positions and the mosaic's translation subtract it (Contract 2's anchoring)."""
+        if not self.tiles:
+            return 0.0, 0.0
+        d = np.mean([np.subtract(t.position, t.nominal) for t in self.tiles.values()], axis=0)
+        return float(d[0]), float(d[1])
 
     def _pending_pairs_exist(self) -> bool:
         return bool(getattr(self, "_pending_pairs", {}))
@@ -357,39 +376,45 @@ class Stitcher:
         if any(n in self._eds for n in names):
             self._eds_dirty |= new
 
-    def flush(self) -> None:
-        """Fuse every marked chunk once, from all tiles over it, and update the pyramids."""
+    def flush(self, eds_chunks: set[tuple[int, int]] | None = None) -> None:
+        """Fuse every marked BSE chunk once, from all tiles over it, and update the pyramid.
+
+        EDS maps (nine channels a chunk, costly) are fused only where ``eds_chunks`` says —
+        the chunks of regions being completed — or everywhere when it is None.
+        """
         if self._dirty:
             over = [self._on_mosaic(n) for n in self.tiles]
             relevant = [t for t in over if self.writer.chunks_of([t]) & self._dirty]
             self.writer.fuse(self._dirty, relevant, self.image)
             self._dirty = set()
-        if self._eds_dirty:
+        todo = self._eds_dirty if eds_chunks is None else self._eds_dirty & eds_chunks
+        if todo:
             over = [self._on_mosaic(n) for n in self._eds]
-            relevant = [t for t in over if self.writer.chunks_of([t]) & self._eds_dirty]
-            self.writer.fuse_eds(self._eds_dirty, relevant, self.maps)
-            self._eds_dirty = set()
+            relevant = [t for t in over if self.writer.chunks_of([t]) & todo]
+            self.writer.fuse_eds(todo, relevant, self.maps)
+            self._eds_dirty -= todo
 
     def _save_placements(self, residuals: NDArray[np.float64], order: list[_Tile]) -> None:
-        g = self.writer.geometry
-        rows, cols = self.session.tile_shape
+        anchor = self.anchor_px()
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
         data = []
         for t, res in zip(order, residuals, strict=True):
-            x_um = g.origin_um[0] + g.pixel_size_um * (t.position[1] + (cols - 1) / 2)
-            y_um = g.origin_um[1] + g.pixel_size_um * (t.position[0] + (rows - 1) / 2)
-            data.append(
-                (
-                    t.sidecar.tile,
-                    t.position[0],
-                    t.position[1],
-                    x_um,
-                    y_um,
-                    int(t.linked),
-                    float(res),
-                    now,
-                )
+            x_um, y_um = self._stage_um(t, anchor)
+            key = (round(x_um, 4), round(y_um, 4), t.linked, round(float(res), 4))
+            if self._saved.get(t.sidecar.tile) == key:
+                continue  # unchanged since the last save
+            self._saved[t.sidecar.tile] = key
+            row = (
+                t.sidecar.tile,
+                t.position[0],
+                t.position[1],
+                x_um,
+                y_um,
+                int(t.linked),
+                float(res),
+                now,
             )
+            data.append(row)
         with self.ledger.transaction() as db:
             db.executemany("INSERT OR REPLACE INTO placements VALUES (?,?,?,?,?,?,?,?)", data)
 
@@ -484,16 +509,16 @@ class Stitcher:
         return events
 
     def placements_um(self) -> dict[str, tuple[float, float]]:
-        """Placed stage position (x, y µm) of each tile's centre."""
+        """Placed stage position (x, y µm) of each tile's centre (mean deviation zero)."""
+        return {n: self._stage_um(t, self.anchor_px()) for n, t in self.tiles.items()}
+
+    def _stage_um(self, t: _Tile, anchor: tuple[float, float]) -> tuple[float, float]:
         g = self.writer.geometry
         rows, cols = self.session.tile_shape
-        return {
-            n: (
-                g.origin_um[0] + g.pixel_size_um * (t.position[1] + (cols - 1) / 2),
-                g.origin_um[1] + g.pixel_size_um * (t.position[0] + (rows - 1) / 2),
-            )
-            for n, t in self.tiles.items()
-        }
+        return (
+            g.origin_um[0] + g.pixel_size_um * (t.position[1] - anchor[1] + (cols - 1) / 2),
+            g.origin_um[1] + g.pixel_size_um * (t.position[0] - anchor[0] + (rows - 1) / 2),
+        )
 
 
 def _rounded(position: tuple[float, float]) -> tuple[int, int]:
