@@ -41,6 +41,17 @@ ConfigOption = Annotated[
 ]
 
 
+SessionArgument = Annotated[
+    Path, typer.Argument(help="The session folder the SEM writes into.", show_default=False)
+]
+StoreOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Store folder (default: SESSION.semlive beside the session).", show_default=False
+    ),
+]
+
+
 def _version_callback(value: bool) -> None:
     if value:
         typer.echo(f"semlive {__version__}")
@@ -185,15 +196,8 @@ def _parse_grid(text: str | None) -> tuple[int, int] | None:
 
 @app.command("ingest")
 def ingest_command(
-    session: Annotated[
-        Path, typer.Argument(help="The session folder the SEM writes into.", show_default=False)
-    ],
-    store: Annotated[
-        Path | None,
-        typer.Option(
-            help="Store folder (default: SESSION.semlive beside the session).", show_default=False
-        ),
-    ] = None,
+    session: SessionArgument,
+    store: StoreOption = None,
     once: Annotated[
         bool,
         typer.Option(
@@ -232,15 +236,8 @@ def ingest_command(
 
 @app.command("stitch")
 def stitch_command(
-    session: Annotated[
-        Path, typer.Argument(help="The session folder the SEM writes into.", show_default=False)
-    ],
-    store: Annotated[
-        Path | None,
-        typer.Option(
-            help="Store folder (default: SESSION.semlive beside the session).", show_default=False
-        ),
-    ] = None,
+    session: SessionArgument,
+    store: StoreOption = None,
     once: Annotated[
         bool,
         typer.Option(
