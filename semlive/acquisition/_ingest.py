@@ -42,6 +42,14 @@ __all__ = ["Ingestor", "default_store"]
 
 logger = logging.getLogger(__name__)
 _TERMINAL = ("ingested", "quarantined", "ignored")
+_PAIRED = (
+    FileKind.TILE,
+    FileKind.EDS,
+    FileKind.SIDECAR,
+    FileKind.STANDARD,
+    FileKind.STANDARD_EDS,
+    FileKind.STANDARD_SIDECAR,
+)
 _PARTNERS = {  # for a tile's or standard's files: (image, maps, sidecar) suffixes per folder
     "tiles": (".tif", ".eds.tif", ".json"),
     "standards": (".tif", ".eds.tif", ".json"),
@@ -74,6 +82,9 @@ class Ingestor:
         self.settler = Settler(self.settings.settle_polls)
         self.session: SessionInfo | None = None
         self.finished = False
+        # bytes of image, maps and sidecar files taken but not yet paired (path -> checksum,
+        # bytes); dropped once their tile or standard is complete
+        self._fresh: dict[str, tuple[str, bytes]] = {}
         self._polls = 0
 
     def _acquire_lock(self) -> IO[str]:
@@ -237,6 +248,8 @@ class Ingestor:
                 f"{exc}); the file is kept — please report this with the file"
             )
             return self._quarantine(path, kind, item, size, mtime_ns, checksum, reason)
+        if kind in _PAIRED:  # its partners may come on a later scan: no second read then
+            self._fresh[path] = (checksum, data)
         with self.ledger.transaction() as db:
             Ledger.drop_pending(db, path)
             superseded = Ledger.supersede(db, path, checksum)
@@ -335,18 +348,14 @@ class Ingestor:
 
     # -- tiles and standards: an image, optional maps and a sidecar ---------------------------
     def _pair(self, path: str, kind: FileKind, item: str | None) -> list[Event]:
-        if item is None or kind not in (
-            FileKind.TILE,
-            FileKind.EDS,
-            FileKind.SIDECAR,
-            FileKind.STANDARD,
-            FileKind.STANDARD_EDS,
-            FileKind.STANDARD_SIDECAR,
-        ):
+        if item is None or kind not in _PAIRED:
             return []
         folder = path.split("/", 1)[0]
         image, maps, side = (f"{folder}/{item}{suffix}" for suffix in _PARTNERS[folder])
         image_data, maps_data, side_data = (self._ingested_bytes(p) for p in (image, maps, side))
+        if image_data is not None and side_data is not None:
+            for done in (image, maps, side):  # complete: later updates re-read from disk
+                self._fresh.pop(done, None)
         if image_data is None or side_data is None:
             return []
         if kind is FileKind.EDS and maps_data is not None:  # maps after the sidecar: an update
@@ -382,6 +391,9 @@ class Ingestor:
         row = self.ledger.current(path)
         if row is None or row.state != "ingested":
             return None
+        fresh = self._fresh.get(path)
+        if fresh is not None and fresh[0] == row.checksum:
+            return fresh[1]
         data = self._read(path)
         return data if data is not None and rd.checksum(data) == row.checksum else None
 
@@ -437,6 +449,7 @@ class Ingestor:
     # -- the end -------------------------------------------------------------------------------
     def _finish(self) -> list[Event]:
         """DONE is in and nothing settles any more: report what can never complete."""
+        self._fresh.clear()
         events: list[Event] = []
         ingested = {r.path: r for r in self.ledger.rows() if r.state == "ingested"}
         for path, row in ingested.items():

@@ -94,6 +94,8 @@ class Stitcher:
         self._cache: OrderedDict[str, NDArray[np.generic]] = OrderedDict()
         self._writer: MosaicWriter | None = None
         self._threshold: float | None = None
+        self._threshold_at = 0  # tiles placed when the noise threshold was last measured
+        self._pending_pairs: dict[tuple[str, str], PairShift | None] = {}
         self._complete: dict[tuple[int, int], dict[str, tuple[float, float]]] = {}
         self._since_solve = 0
         self._dirty: set[tuple[int, int]] = set()
@@ -238,8 +240,6 @@ class Stitcher:
             self._threshold_at = len(self.tiles)
         return self._threshold
 
-    _threshold_at = 0
-
     def _noise_threshold(self) -> float:
         tiles = sorted(self.tiles.values(), key=lambda t: t.index)
         rows, cols = self.session.tile_shape
@@ -259,7 +259,6 @@ class Stitcher:
 
     def _record_pair(self, a: _Tile, b: _Tile, shift: PairShift | None) -> None:
         key = (a.sidecar.tile, b.sidecar.tile)
-        self._pending_pairs = getattr(self, "_pending_pairs", {})
         self._pending_pairs[key] = shift
         self._decide_pairs()
 
@@ -323,7 +322,7 @@ class Stitcher:
     def resolve(self) -> list[RegionComplete | RegionChanged]:
         """Re-place every tile by the global solve; re-fuse what moved."""
         self._since_solve = 0
-        if self._pending_pairs_exist():
+        if self._pending_pairs:
             self._decide_pairs()
         order = sorted(self.tiles.values(), key=lambda t: t.index)
         index = {t.sidecar.tile: i for i, t in enumerate(order)}
@@ -356,9 +355,6 @@ class Stitcher:
             return 0.0, 0.0
         d = np.mean([np.subtract(t.position, t.nominal) for t in self.tiles.values()], axis=0)
         return float(d[0]), float(d[1])
-
-    def _pending_pairs_exist(self) -> bool:
-        return bool(getattr(self, "_pending_pairs", {}))
 
     def _on_mosaic(self, name: str, position: tuple[float, float] | None = None) -> TileOnMosaic:
         t = self.tiles[name]
