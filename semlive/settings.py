@@ -129,6 +129,12 @@ class StreamingSettings(_Section):
         description="Context (px) around a region that must be placed before it is "
         "complete (models need context at region borders).",
     )
+    flush_interval_s: float = Field(
+        5.0,
+        ge=0,
+        description="Seconds between updates of the live mosaic with the tiles placed since "
+        "(0: after every tile). Regions are always written before they are announced.",
+    )
     tile_cache: int = Field(
         96,
         ge=8,

@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 __all__ = ["MosaicGeometry", "MosaicWriter", "TileOnMosaic"]
 
 CHUNK = 512
+_PENDING_CHUNKS = 64  # level-0 chunks whose pyramid update may wait for update_pyramid()
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,10 @@ class MosaicWriter:
             }
         self.levels: list[Any] = [self.bse[str(k)] for k in range(self.geometry.levels)]
         self.eds_levels: list[Any] = []
+        # level-1 pieces of level-0 chunks written but not yet carried up the pyramid
+        self._pending: dict[
+            int, tuple[list[Any], dict[tuple[int, int], NDArray[np.generic]]]
+        ] = {}
 
     def _create(self, name: str, lead: tuple[int, ...], dtype: str) -> Any:
         group = self.root.create_group(name)
@@ -167,10 +172,21 @@ class MosaicWriter:
         source: Callable[[str], NDArray[np.generic]],
     ) -> None:
         lead = levels[0].shape[:-2]
+        pending = self._pending.setdefault(id(levels[0]), (levels, {}))[1]
         for cy, cx in sorted(chunks):
             block = _fused(self.geometry, cy, cx, tiles, source, levels[0].dtype, lead)
             levels[0][(..., *_chunk_slices(self.geometry, cy, cx))] = block
-        _pyramid(chunks, levels)
+            pending[(cy, cx)] = _downsample(block)
+            if len(pending) >= _PENDING_CHUNKS:  # memory stays bounded
+                _pyramid(pending, levels)
+                pending.clear()
+
+    def update_pyramid(self) -> None:
+        """Carry the level-0 chunks written since the last update up the coarser levels."""
+        for levels, pending in self._pending.values():
+            if pending:
+                _pyramid(pending, levels)
+                pending.clear()
 
     def set_anchor(self, offset_px: tuple[float, float]) -> None:
         """Move the stage anchor of every image by a common sub-pixel offset (rows, cols).
@@ -221,39 +237,71 @@ def _fused(
     rows, cols = _chunk_slices(g, cy, cx)
     r0, r1, c0, c1 = rows.start, rows.stop, cols.start, cols.stop
     block = np.zeros((*lead, r1 - r0, c1 - c0), dtype=dtype)
-    best = np.full((r1 - r0, c1 - c0), np.inf)
-    yy, xx = np.mgrid[r0:r1, c0:c1]
+    best = np.full((r1 - r0, c1 - c0), np.inf, dtype=np.float32)
+    yy = np.arange(r0, r1, dtype=np.float32)
+    xx = np.arange(c0, c1, dtype=np.float32)
     for t in tiles:
         tr0, tc0, tr1, tc1 = t.box()
         ir0, ic0, ir1, ic1 = max(tr0, r0), max(tc0, c0), min(tr1, r1), min(tc1, c1)
         if ir0 >= ir1 or ic0 >= ic1:
             continue
         win = (slice(ir0 - r0, ir1 - r0), slice(ic0 - c0, ic1 - c0))
-        d2 = (yy[win] - t.centre[0]) ** 2 + (xx[win] - t.centre[1]) ** 2
+        dy2 = (yy[win[0]] - np.float32(t.centre[0])) ** 2
+        dx2 = (xx[win[1]] - np.float32(t.centre[1])) ** 2
+        d2 = dy2[:, None] + dx2[None, :]
         nearer = d2 < best[win]
         pixels = image_of(t.name)[..., ir0 - tr0 : ir1 - tr0, ic0 - tc0 : ic1 - tc0]
-        block[(..., *win)][..., nearer] = pixels[..., nearer]
-        best[win][nearer] = d2[nearer]
+        np.copyto(block[(..., *win)], pixels, where=nearer)
+        np.minimum(best[win], d2, out=best[win])
     return block
 
 
-def _pyramid(chunks: set[tuple[int, int]], levels: list[Any]) -> None:
-    """Recompute the chunks of every coarser level above the changed ones (2×2 means)."""
-    changed = chunks
+def _downsample(block: NDArray[np.generic]) -> NDArray[np.generic]:
+    """2×2 means (rounded), the last row or column repeated where the size is odd."""
+    rows, cols = block.shape[-2], block.shape[-1]
+    src = block.astype(np.float32)
+    if rows % 2 or cols % 2:
+        pad = [(0, 0)] * (src.ndim - 2) + [(0, rows % 2), (0, cols % 2)]
+        src = np.pad(src, pad, mode="edge")
+    down = src[..., 0::2, 0::2] + src[..., 1::2, 0::2]
+    down += src[..., 0::2, 1::2]
+    down += src[..., 1::2, 1::2]
+    down *= 0.25
+    return np.rint(down).astype(block.dtype)
+
+
+def _pyramid(pieces: dict[tuple[int, int], NDArray[np.generic]], levels: list[Any]) -> None:
+    """Carry rewritten level-0 chunks up the pyramid, from their level-1 pieces.
+
+    A level-0 chunk maps onto an aligned 256² piece of a level-1 chunk, 128² of a level-2 one,
+    and so on, and each level is the 2×2 mean of the one below; so the pieces are computed from
+    blocks in memory, and each coarser chunk that receives pieces is read once (only when the
+    pieces do not cover it), patched and written once. Nothing of the finer levels is read back.
+    """
+    size = CHUNK
     for k in range(1, len(levels)):
-        parents = {(cy // 2, cx // 2) for cy, cx in changed}
-        below, here = levels[k - 1], levels[k]
-        for py, px in parents:
+        size //= 2
+        if k > 1:
+            pieces = {key: _downsample(piece) for key, piece in pieces.items()}
+        here = levels[k]
+        rows, cols = here.shape[-2], here.shape[-1]
+        by_chunk: dict[tuple[int, int], list[tuple[int, int, NDArray[np.generic]]]] = {}
+        for (cy, cx), piece in pieces.items():  # chunk (cy, cx)'s piece starts at (cy, cx)·size
+            r, c = cy * size, cx * size
+            by_chunk.setdefault((r // CHUNK, c // CHUNK), []).append((r, c, piece))
+        for (py, px), parts in by_chunk.items():
             r0, c0 = py * CHUNK, px * CHUNK
-            r1, c1 = min(r0 + CHUNK, here.shape[-2]), min(c0 + CHUNK, here.shape[-1])
-            src = np.asarray(below[..., 2 * r0 : 2 * r1, 2 * c0 : 2 * c1], dtype=np.float64)
-            pad = [(0, 0)] * (src.ndim - 2)
-            pad += [(0, 2 * (r1 - r0) - src.shape[-2]), (0, 2 * (c1 - c0) - src.shape[-1])]
-            src = np.pad(src, pad, mode="edge")
-            shape = (*src.shape[:-2], r1 - r0, 2, c1 - c0, 2)
-            down = src.reshape(shape).mean(axis=(-3, -1))
-            here[..., r0:r1, c0:c1] = np.rint(down).astype(here.dtype)
-        changed = parents
+            r1, c1 = min(r0 + CHUNK, rows), min(c0 + CHUNK, cols)
+            covered = sum(p.shape[-2] * p.shape[-1] for _, _, p in parts)
+            if covered == (r1 - r0) * (c1 - c0):
+                chunk = np.empty((*here.shape[:-2], r1 - r0, c1 - c0), dtype=here.dtype)
+            else:
+                chunk = np.asarray(here[..., r0:r1, c0:c1])
+            for r, c, piece in parts:
+                h = min(piece.shape[-2], r1 - r)
+                w = min(piece.shape[-1], c1 - c)
+                chunk[..., r - r0 : r - r0 + h, c - c0 : c - c0 + w] = piece[..., :h, :w]
+            here[..., r0:r1, c0:c1] = chunk
 
 
 def _geometry_of(group: Any) -> MosaicGeometry:

@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.sparse import coo_matrix, identity
 from scipy.sparse.csgraph import connected_components
-from scipy.sparse.linalg import spsolve
+from scipy.sparse.linalg import splu
 
 __all__ = ["Link", "Placement", "solve"]
 
@@ -91,26 +91,29 @@ def _least_squares(nominal: Float, links: list[Link], n: int) -> tuple[Float, ND
     linked = sizes[label] > 1
     w = np.sqrt(np.array([lk.weight for lk in links]))
     rows = np.arange(len(links))
-    gauge_rows = len(links) + label[linked]
+    # the gauge: one tile of each linked group pinned (a sparse row, unlike a row summing the
+    # whole group, which would make the normal matrix dense); each group is re-centred after
+    _, first_of = np.unique(label, return_index=True)
+    first_of = first_of[sizes[label[first_of]] > 1]
     m = coo_matrix(
         (
-            np.concatenate([-w, w, np.ones(int(linked.sum()))]),
+            np.concatenate([-w, w, np.ones(len(first_of))]),
             (
-                np.concatenate([rows, rows, gauge_rows]),
-                np.concatenate([a, b, np.flatnonzero(linked)]),
+                np.concatenate([rows, rows, len(links) + np.arange(len(first_of))]),
+                np.concatenate([a, b, first_of]),
             ),
         ),
-        shape=(len(links) + count, n),
+        shape=(len(links) + len(first_of), n),
     ).tocsr()
-    # normal equations (a sparse graph Laplacian plus the gauge rows), solved directly; the
-    # tiny ridge only pins tiles without links, which the stage model places afterwards
+    # normal equations (a sparse graph Laplacian plus the pins), factorised once for both axes;
+    # the tiny ridge only pins tiles without links, which the stage model places afterwards
     normal = (m.T @ m + identity(n, format="csr") * 1e-9).tocsc()
-    for axis in (0, 1):
-        measured = np.array([lk.offset[axis] for lk in links]) - (
-            nominal[b, axis] - nominal[a, axis]
-        )
-        rhs = np.concatenate([w * measured, np.zeros(count)])
-        deviation[:, axis] = spsolve(normal, m.T @ rhs)
+    measured = np.array([lk.offset for lk in links]) - (nominal[b] - nominal[a])
+    rhs = np.vstack([w[:, None] * measured, np.zeros((len(first_of), 2))])
+    deviation = np.asarray(splu(normal).solve(np.asarray(m.T @ rhs)))
+    for axis in (0, 1):  # each linked group: mean deviation zero
+        mean = np.bincount(label, deviation[:, axis], minlength=count) / sizes
+        deviation[linked, axis] -= mean[label[linked]]
     return deviation, linked
 
 

@@ -11,6 +11,7 @@ changed. Pairs and placements are kept in the ledger (stitching QC).
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -99,6 +100,7 @@ class Stitcher:
         self._complete: dict[tuple[int, int], dict[str, tuple[float, float]]] = {}
         self._since_solve = 0
         self._dirty: set[tuple[int, int]] = set()
+        self._flushed_at = time.monotonic()
         self.max_shift_px = self.settings.max_shift_um / session.pixel_size_um
 
     # -- geometry --------------------------------------------------------------------------
@@ -165,8 +167,11 @@ class Stitcher:
         if self._since_solve >= every or (closing and self._since_solve >= max(1, every // 4)):
             events += self.resolve()  # every K tiles, and before a region closes
         events += self._announce(closing)
-        if events:  # a region is announced only once its pixels are written
-            self.flush(eds_chunks=self._chunks_of_regions(closing))
+        if time.monotonic() - self._flushed_at >= self.settings.flush_interval_s:
+            self.flush(eds_chunks=self._chunks_of_regions(closing))  # the live view
+        elif events:  # a region is announced only once its pixels are written
+            regions = self._chunks_of_regions([e.region for e in events])
+            self.flush(bse_chunks=regions, eds_chunks=regions)
         return events
 
     def _chunks_of_regions(self, regions: list[tuple[int, int]]) -> set[tuple[int, int]]:
@@ -204,7 +209,8 @@ class Stitcher:
 
     def _remember(self, name: str, image: TileImage | NDArray[np.generic]) -> None:
         array = image.image if isinstance(image, TileImage) else image
-        self._keep(self._cache, name, array)
+        # without a reader nothing can be re-read: every tile stays in memory
+        self._keep(self._cache, name, array, limit=None if self.read_tile else len(self.tiles) + 1)
 
     def image(self, name: str) -> NDArray[np.generic]:
         if name not in self._cache:
@@ -344,9 +350,12 @@ class Stitcher:
         logger.debug("re-solve moved %d of %d tiles on the mosaic", len(moved), len(previous))
         self._write_tiles(moved, {n: previous[n] for n in moved})
         self._save_placements(placement.residual_px, order)
-        self.flush(eds_chunks=set())
         self.writer.set_anchor(self.anchor_px())
-        return self._changed_regions(previous)
+        changed = self._changed_regions(previous)
+        if changed:  # re-fused before they are announced again
+            chunks = self._chunks_of_regions([e.region for e in changed])
+            self.flush(bse_chunks=chunks, eds_chunks=chunks)
+        return changed
 
     def anchor_px(self) -> tuple[float, float]:
         """Mean deviation of the placed tiles from nominal (rows, cols px): reported stage
@@ -372,23 +381,34 @@ class Stitcher:
         if any(n in self._eds for n in names):
             self._eds_dirty |= new
 
-    def flush(self, eds_chunks: set[tuple[int, int]] | None = None) -> None:
-        """Fuse every marked BSE chunk once, from all tiles over it, and update the pyramid.
+    def flush(
+        self,
+        bse_chunks: set[tuple[int, int]] | None = None,
+        eds_chunks: set[tuple[int, int]] | None = None,
+    ) -> None:
+        """Fuse marked chunks once, from all tiles over them, and update the pyramid.
 
-        EDS maps (nine channels a chunk, costly) are fused only where ``eds_chunks`` says —
-        the chunks of regions being completed — or everywhere when it is None.
+        BSE chunks are fused where ``bse_chunks`` says (the chunks of regions being announced),
+        or all marked ones when it is None (the live view). EDS maps (nine channels a chunk,
+        costly) are fused only where ``eds_chunks`` says, or everywhere when it is None.
         """
-        if self._dirty:
+        if self._writer is None:
+            return
+        todo = self._dirty if bse_chunks is None else self._dirty & bse_chunks
+        if todo:
             over = [self._on_mosaic(n) for n in self.tiles]
-            relevant = [t for t in over if self.writer.chunks_of([t]) & self._dirty]
-            self.writer.fuse(self._dirty, relevant, self.image)
-            self._dirty = set()
+            relevant = [t for t in over if self.writer.chunks_of([t]) & todo]
+            self.writer.fuse(todo, relevant, self.image)
+            self._dirty -= todo
         todo = self._eds_dirty if eds_chunks is None else self._eds_dirty & eds_chunks
         if todo:
             over = [self._on_mosaic(n) for n in self._eds]
             relevant = [t for t in over if self.writer.chunks_of([t]) & todo]
             self.writer.fuse_eds(todo, relevant, self.maps)
             self._eds_dirty -= todo
+        if bse_chunks is None:  # the live view: coarser levels too
+            self.writer.update_pyramid()
+            self._flushed_at = time.monotonic()
 
     def _save_placements(self, residuals: NDArray[np.float64], order: list[_Tile]) -> None:
         anchor = self.anchor_px()

@@ -103,6 +103,16 @@ def test_the_mosaic_is_valid_ome_zarr_and_puts_pixels_where_the_stage_was(
         level0[row0 + r - 5 : row0 + r + 5, col0 + c - 5 : col0 + c + 5],
         tile[r - 5 : r + 5, c - 5 : c + 5],
     )
+    # every coarser level is the rounded 2×2 mean of the one below (edge rows repeated)
+    datasets = group["bse"].attrs["ome"]["multiscales"][0]["datasets"]
+    levels = [np.asarray(group["bse"][d["path"]][:]) for d in datasets]
+    assert len(levels) >= 3
+    for below, here in zip(levels, levels[1:], strict=False):
+        src = np.pad(
+            below.astype(float), [(0, below.shape[0] % 2), (0, below.shape[1] % 2)], "edge"
+        )
+        expected = np.rint(src.reshape(here.shape[0], 2, here.shape[1], 2).mean(axis=(1, 3)))
+        np.testing.assert_array_equal(here, expected.astype(here.dtype))
 
 
 def test_stitch_command_resumes_and_the_store_reopens_while_running(small_session, tmp_path):
