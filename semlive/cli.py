@@ -10,13 +10,20 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from semlive import __version__
 from semlive.errors import SemliveError, exit_code_for
+
+if TYPE_CHECKING:
+    from semlive.acquisition import Ledger
+    from semlive.calibration import DriftTracker
+    from semlive.records import SessionInfo
+    from semlive.settings import Settings
 
 __all__ = ["app", "main", "run"]
 
@@ -248,6 +255,7 @@ def stitch_command(
 ) -> None:
     """Acquisition and stitching alone: place every tile and write STORE/mosaic.zarr."""
     from semlive.acquisition import TileReady, default_store
+    from semlive.calibration import DriftAlert
     from semlive.settings import load_settings
     from semlive.streaming import RegionChanged, RegionComplete, stitch_session
 
@@ -255,14 +263,81 @@ def stitch_command(
     _configure_logging(settings.log.level)
     target = store if store is not None else default_store(session)
     counts = {"tiles": 0, "complete": 0, "changed": 0}
-    for event in stitch_session(session, target, settings, once=once):
+    alerts = []
+    for event in stitch_session(
+        session, target, settings, once=once, correction=_drift_correction(settings)
+    ):
         counts["tiles"] += isinstance(event, TileReady)
         counts["complete"] += isinstance(event, RegionComplete)
         counts["changed"] += isinstance(event, RegionChanged)
+        if isinstance(event, DriftAlert):
+            alerts.append(event)
     typer.echo(
         f"{session}: {counts['tiles']} new tiles placed, {counts['complete']} regions "
-        f"complete, {counts['changed']} re-fused after a re-solve; mosaic "
+        f"complete, {counts['changed']} re-fused after a re-solve or a new drift fit; mosaic "
         f"{target / 'mosaic.zarr'}"
+    )
+    for alert in alerts:
+        typer.echo(f"drift alert: {alert.message()}")
+
+
+def _drift_correction(settings: Settings) -> Callable[[SessionInfo, Ledger], DriftTracker]:
+    """The drift tracker of a session, made when the session opens (for stitch_session)."""
+    from semlive.calibration import DriftTracker
+
+    def make(session: SessionInfo, ledger: Ledger) -> DriftTracker:
+        return DriftTracker(session, ledger, settings.calibration)
+
+    return make
+
+
+@app.command("calibrate")
+def calibrate_command(
+    store: Annotated[
+        Path, typer.Argument(help="A store folder (SESSION.semlive).", show_default=False)
+    ],
+    session: Annotated[
+        Path | None,
+        typer.Option(
+            help="The session folder (default: the one the store was made from).",
+            show_default=False,
+        ),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Refit drift and the BSE → mg# regression; write STORE/calibration and the mg# map."""
+    from semlive.calibration import calibrate_store
+    from semlive.errors import InputDataError
+    from semlive.settings import load_settings
+
+    settings = load_settings(config)
+    _configure_logging(settings.log.level)
+    report = calibrate_store(store, settings.calibration, session)
+    typer.echo(f"drift: {report.drift['mode']} (references from {report.drift['references']})")
+    for r in report.drift["rounds"]:  # type: ignore[attr-defined]
+        typer.echo(
+            f"  {r['at']}: gain {r['gain']:.5f}, offset {r['offset_dn']:+.1f} DN ({r['fit']})"
+        )
+    for f in report.drift["failed"]:  # type: ignore[attr-defined]
+        typer.echo(f"  {f['at']}: not fitted: {f['reason']}")
+    fit = report.fit
+    for p in fit.profiles:
+        if not p.used:
+            typer.echo(f"EPMA {p.name}: skipped, {p.reason}")
+    if fit.refused:
+        raise InputDataError(f"mg# calibration refused: {fit.refused}", path=store)
+    dx, dy = fit.offset_um
+    test = fit.test or fit.train
+    typer.echo(
+        f"EPMA registered with offset ({dx:+.1f}, {dy:+.1f}) µm (R² {fit.registration_r2:.3f}); "
+        f"mg# = {fit.slope:.4e}·BSE + {fit.intercept:.4f}; "
+        f"{'held-out' if fit.test else 'training'} profiles: R² {test['r2']:.3f}, "
+        f"RMSE {test['rmse']:.4f}, RMSE10 {test['rmse10']:.4f}, "
+        f"shifted RMSE {test['shifted_rmse']:.4f}"
+    )
+    typer.echo(
+        f"mg# map: {report.mgnumber_pixels} olivine pixels in {store / 'mosaic.zarr' / 'mgnumber'}"
+        f"; figures and fits in {report.folder}"
     )
 
 
@@ -277,6 +352,7 @@ def status_command(
     import json
 
     from semlive.acquisition import Ledger, status_of
+    from semlive.calibration import calibration_status
     from semlive.errors import InputDataError
 
     if not (store / "ledger.sqlite").is_file():
@@ -288,8 +364,11 @@ def status_command(
     ledger = Ledger(store / "ledger.sqlite")
     try:
         status = status_of(ledger)
+        calibration = calibration_status(store, ledger)
     finally:
         ledger.close()
+    if calibration is not None:
+        status.update(calibration)
     if as_json:
         typer.echo(json.dumps(status, indent=2))
         return
@@ -301,6 +380,29 @@ def status_command(
     )
     for entry in status["quarantined"]:
         typer.echo(f"quarantined {entry['path']}: {entry['reason']}")
+    if "stitching" in status:
+        st = status["stitching"]
+        typer.echo(
+            f"stitching: {st['tiles_placed']} tiles placed ({st['tiles_from_stage_model']} from "
+            f"the stage model), {st['pairs_accepted']} pairs accepted, {st['pairs_rejected']} "
+            f"rejected, worst residual {st['worst_residual_px']:.2f} px"
+        )
+    if "drift" in status:
+        drift = status["drift"]
+        typer.echo(
+            f"drift: {drift['mode']}; {drift['standards_measured']} standard measurements, "
+            f"{drift['alerts']} outside the control limits"
+        )
+    if "mgnumber" in status:
+        mg = status["mgnumber"]
+        if mg["refused"]:
+            typer.echo(f"mg# calibration refused: {mg['refused']}")
+        else:
+            test = mg["test"] or mg["train"]
+            typer.echo(
+                f"mg# = {mg['slope']:.4e}·BSE + {mg['intercept']:.4f}; RMSE {test['rmse']:.4f} "
+                f"({'held-out' if mg['test'] else 'training'} profiles)"
+            )
 
 
 @app.command("demo")
@@ -333,7 +435,8 @@ def demo_command(
     store = default_store(target)
     typer.echo(f"ingesting and stitching it into {store} ...")
     counts = {"tiles": 0, "regions": 0, "quarantined": 0}
-    for event in stitch_session(target, store, load_settings()):
+    settings = load_settings()
+    for event in stitch_session(target, store, settings, correction=_drift_correction(settings)):
         counts["tiles"] += isinstance(event, TileReady)
         counts["regions"] += isinstance(event, RegionComplete)
         counts["quarantined"] += isinstance(event, FileQuarantined)

@@ -26,6 +26,7 @@ from semlive.errors import ConfigError
 __all__ = [
     "ENV_PREFIX",
     "AcquisitionSettings",
+    "CalibrationSettings",
     "LogSettings",
     "Settings",
     "StreamingSettings",
@@ -143,6 +144,52 @@ class StreamingSettings(_Section):
     )
 
 
+class CalibrationSettings(_Section):
+    """Drift correction against standards, and the BSE → olivine mg# regression."""
+
+    drift_limit: float = Field(
+        0.01,
+        gt=0,
+        le=0.5,
+        description="Control limit: a standard reading further than this fraction from its "
+        "reference raises a drift alert (tiles are corrected either way).",
+    )
+    round_gap_h: float = Field(
+        0.5,
+        gt=0,
+        description="Standard measurements closer than this (hours) form one round.",
+    )
+    reference_store: str = Field(
+        "",
+        description="Store of the first session of the same sample, whose standards set the "
+        "reference levels when session.json declares none (empty: this session's first round).",
+    )
+    holdout_fraction: float = Field(
+        0.25,
+        ge=0,
+        lt=1,
+        description="Share of the EPMA profiles kept out of the mg# fit to test it.",
+    )
+    epma_search_um: float = Field(
+        10.0,
+        gt=0,
+        le=100,
+        description="Largest offset (µm) between EPMA and SEM stage coordinates searched "
+        "when the profiles are registered to the mosaic.",
+    )
+    lof_neighbours: int = Field(
+        20,
+        ge=5,
+        description="Neighbours of the LocalOutlierFactor that removes cracks and holes "
+        "(in row, column, BSE).",
+    )
+    mg_range: tuple[float, float] = Field(
+        (0.5, 1.0),
+        description="Plausible olivine mg#: a fit predicting outside it over the observed BSE "
+        "range is refused.",
+    )
+
+
 class Settings(_Section):
     """All of semlive's configuration, one section per part of the data flow."""
 
@@ -152,6 +199,10 @@ class Settings(_Section):
     )
     streaming: StreamingSettings = Field(
         StreamingSettings(), description="Stitching the mosaic while the session runs."
+    )
+    calibration: CalibrationSettings = Field(
+        CalibrationSettings(),
+        description="Drift correction against standards and the BSE → mg# regression.",
     )
 
     def non_defaults(self) -> dict[str, Any]:

@@ -78,6 +78,8 @@ class Ingestor:
         self.store = Path(store_dir)
         self._lock = self._acquire_lock()
         self.ledger = Ledger(self.store / "ledger.sqlite")
+        with self.ledger.transaction() as db:  # later commands find the session from the store
+            Ledger.set_meta(db, "session_dir", str(self.root))
         self.watcher = FolderWatcher(self.root, self.settings.observer)
         self.settler = Settler(self.settings.settle_polls)
         self.session: SessionInfo | None = None

@@ -11,9 +11,10 @@ from semlive.streaming._mosaic import MosaicGeometry, MosaicWriter
 from semlive.streaming._registration import PairShift, register_pair
 from semlive.streaming._session import stitch_session
 from semlive.streaming._solver import Link, Placement, solve
-from semlive.streaming._stitcher import RegionChanged, RegionComplete, Stitcher
+from semlive.streaming._stitcher import Correction, RegionChanged, RegionComplete, Stitcher
 
 __all__ = [
+    "Correction",
     "Link",
     "MosaicGeometry",
     "MosaicWriter",

@@ -90,9 +90,7 @@ class MosaicWriter:
         self.levels: list[Any] = [self.bse[str(k)] for k in range(self.geometry.levels)]
         self.eds_levels: list[Any] = []
         # level-1 pieces of level-0 chunks written but not yet carried up the pyramid
-        self._pending: dict[
-            int, tuple[list[Any], dict[tuple[int, int], NDArray[np.generic]]]
-        ] = {}
+        self._pending: dict[int, tuple[list[Any], dict[tuple[int, int], NDArray[np.generic]]]] = {}
 
     def _create(self, name: str, lead: tuple[int, ...], dtype: str) -> Any:
         group = self.root.create_group(name)
@@ -267,7 +265,8 @@ def _downsample(block: NDArray[np.generic]) -> NDArray[np.generic]:
     down += src[..., 0::2, 1::2]
     down += src[..., 1::2, 1::2]
     down *= 0.25
-    return np.rint(down).astype(block.dtype)
+    result: NDArray[np.generic] = np.rint(down).astype(block.dtype)
+    return result
 
 
 def _pyramid(pieces: dict[tuple[int, int], NDArray[np.generic]], levels: list[Any]) -> None:

@@ -4,10 +4,10 @@ For tiles A and B with a nominal offset (from the commanded stage positions), ea
 cropped to the region that can overlap the other when the stage erred by up to ``max_shift_px``.
 The crops are windowed (Hann) and whitened (phase correlation); the strongest peaks and their
 wrap-around alternatives give candidate shifts, each scored by the normalised cross-correlation
-(NCC) of the pixels that really overlap at that shift. The best candidate is refined to sub-pixel
-precision by upsampled phase correlation of the aligned overlap (a matrix-multiply DFT). Whether a pair is
-trusted is decided elsewhere, against the NCC that non-overlapping strips reach
-(:func:`noise_scores`, ASHLAR's permutation test).
+(NCC) of the pixels that really overlap at that shift. The best candidate is refined to
+sub-pixel precision by upsampled cross-correlation of the aligned overlap (a matrix-multiply
+DFT). Whether a pair is trusted is decided elsewhere, against the NCC that non-overlapping
+strips reach (:func:`noise_scores`, ASHLAR's permutation test).
 """
 
 from __future__ import annotations

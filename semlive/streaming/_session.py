@@ -12,31 +12,60 @@ from semlive.acquisition import (
     EdsReady,
     FileQuarantined,
     Ingestor,
+    Ledger,
     SessionDone,
     SessionOpened,
+    StandardMeasured,
     TileReady,
 )
 from semlive.acquisition import _readers as rd
+from semlive.records import SessionInfo
 from semlive.settings import Settings
-from semlive.streaming._stitcher import RegionChanged, RegionComplete, Stitcher
+from semlive.streaming._stitcher import Correction, RegionChanged, RegionComplete, Stitcher
 
 __all__ = ["stitch_session"]
 
-StitchEvent = TileReady | FileQuarantined | RegionComplete | RegionChanged | SessionDone
+StitchEvent = (
+    TileReady
+    | FileQuarantined
+    | StandardMeasured
+    | RegionComplete
+    | RegionChanged
+    | SessionDone
+    | object  # what the correction reports (drift alerts)
+)
 Reader = Callable[[str], NDArray[np.generic]]
 
 
 def stitch_session(
-    session_dir: Path, store: Path, settings: Settings, *, once: bool = False
+    session_dir: Path,
+    store: Path,
+    settings: Settings,
+    *,
+    once: bool = False,
+    correction: Callable[[SessionInfo, Ledger], Correction] | None = None,
 ) -> Iterator[StitchEvent]:
-    """Ingest and stitch a session, live or finished; resumes what a store already holds."""
+    """Ingest and stitch a session, live or finished; resumes what a store already holds.
+
+    ``correction`` makes the tiles' drift correction for the session (given its description
+    and the ledger); standard measurements are passed to it as they arrive.
+    """
     with Ingestor(session_dir, store, settings.acquisition) as ingestor:
         stitcher: Stitcher | None = None
         for event in ingestor.run(once=once):
             if isinstance(event, SessionOpened):
                 read_tile, read_maps = _readers(ingestor)
+                corrector = (
+                    None if correction is None else correction(event.session, ingestor.ledger)
+                )
                 stitcher = Stitcher(
-                    store, event.session, ingestor.ledger, settings.streaming, read_tile, read_maps
+                    store,
+                    event.session,
+                    ingestor.ledger,
+                    settings.streaming,
+                    read_tile,
+                    read_maps,
+                    corrector,
                 )
                 for ready, eds in _already_ready(ingestor):  # a restart: tiles taken before
                     yield from stitcher.add(ready)
@@ -47,6 +76,11 @@ def stitch_session(
                 yield from stitcher.add(event)
             elif isinstance(event, FileQuarantined):
                 yield event
+            elif isinstance(event, StandardMeasured) and stitcher is not None:
+                yield event
+                if stitcher.correction is not None:
+                    yield from stitcher.correction.add(event)
+                    yield from stitcher.recorrect()
             elif isinstance(event, EdsReady) and stitcher is not None:
                 stitcher.add_eds(event)
             elif isinstance(event, SessionDone) and stitcher is not None:

@@ -13,22 +13,23 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
-from semlive.acquisition import EdsReady, Ledger, TileReady
+from semlive.acquisition import EdsReady, Ledger, StandardMeasured, TileReady
 from semlive.records import SessionInfo, TileImage, TileSidecar
 from semlive.settings import StreamingSettings
 from semlive.streaming._mosaic import CHUNK, MosaicGeometry, MosaicWriter, TileOnMosaic
 from semlive.streaming._registration import PairShift, noise_scores, register_pair
 from semlive.streaming._solver import Link, solve
 
-__all__ = ["RegionChanged", "RegionComplete", "Stitcher"]
+__all__ = ["Correction", "RegionChanged", "RegionComplete", "Stitcher"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,19 @@ CREATE TABLE IF NOT EXISTS pairs (
     accepted INTEGER NOT NULL, reason TEXT, PRIMARY KEY (a, b));
 CREATE TABLE IF NOT EXISTS regions (ry INTEGER, rx INTEGER, state TEXT, PRIMARY KEY (ry, rx));
 """
+
+
+class Correction(Protocol):
+    """Puts a BSE tile on the reference scale before it is fused (drift correction); the
+    calibration layer provides it. ``version`` changes whenever its corrections change."""
+
+    version: int
+
+    def __call__(self, sidecar: TileSidecar, image: NDArray[np.generic]) -> NDArray[np.generic]: ...
+
+    def add(self, event: StandardMeasured) -> Sequence[object]:
+        """Take a standard measurement; what to report (alerts)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +91,11 @@ class Stitcher:
         settings: StreamingSettings | None = None,
         read_tile: Callable[[str], NDArray[np.generic]] | None = None,
         read_eds: Callable[[str], NDArray[np.generic]] | None = None,
+        correction: Correction | None = None,
     ) -> None:
         self.store, self.session, self.ledger = store, session, ledger
+        self.correction = correction
+        self._correction_version = correction.version if correction is not None else 0
         self.settings = settings or StreamingSettings()
         self.read_tile = read_tile
         self.read_eds = read_eds
@@ -218,6 +235,29 @@ class Stitcher:
                 raise KeyError(f"tile {name} is not cached and no reader was given")
             self._remember(name, self.read_tile(name))
         return self._cache[name]
+
+    def _corrected(self, name: str) -> NDArray[np.generic]:
+        """The tile as fused into ``bse/``: drift-corrected when a correction is given."""
+        image = self.image(name)
+        if self.correction is None:
+            return image
+        return self.correction(self.tiles[name].sidecar, image)
+
+    def recorrect(self) -> list[RegionComplete | RegionChanged]:
+        """The correction changed: re-fuse every tile; completed regions are re-emitted."""
+        if self.correction is None or self.correction.version == self._correction_version:
+            return []
+        self._correction_version = self.correction.version
+        if self._writer is None:
+            return []
+        self._dirty |= self.writer.chunks_of([self._on_mosaic(n) for n in self.tiles])
+        events: list[RegionComplete | RegionChanged] = [
+            RegionChanged(region, self._region_bounds(*region)) for region in self._complete
+        ]
+        if events:
+            chunks = self._chunks_of_regions([e.region for e in events])
+            self.flush(bse_chunks=chunks, eds_chunks=set())
+        return events
 
     def _neighbours(self, tile: _Tile) -> list[_Tile]:
         r, c = tile.sidecar.row, tile.sidecar.col
@@ -398,7 +438,7 @@ class Stitcher:
         if todo:
             over = [self._on_mosaic(n) for n in self.tiles]
             relevant = [t for t in over if self.writer.chunks_of([t]) & todo]
-            self.writer.fuse(todo, relevant, self.image)
+            self.writer.fuse(todo, relevant, self._corrected)
             self._dirty -= todo
         todo = self._eds_dirty if eds_chunks is None else self._eds_dirty & eds_chunks
         if todo:
