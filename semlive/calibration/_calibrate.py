@@ -36,6 +36,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+LOF_THRESHOLD = 1.5  # local outlier factor above which a pixel is a crack or hole
+
 
 @dataclass(frozen=True, slots=True)
 class CalibrationReport:
@@ -251,13 +253,20 @@ def calibration_status(store: Path, ledger: Ledger) -> dict[str, object] | None:
 
 
 def crack_pixels(
-    bse: NDArray[np.float64], mask: NDArray[np.bool_], neighbours: int = 20, sample: int = 4000
+    bse: NDArray[np.float64],
+    mask: NDArray[np.bool_],
+    neighbours: int = 20,
+    sample: int = 4000,
+    threshold: float = LOF_THRESHOLD,
 ) -> NDArray[np.bool_]:
     """Pixels of ``mask`` that LocalOutlierFactor on (row, col, BSE) flags (cracks, holes).
 
-    A chunk holds up to a quarter of a million olivine pixels: the factor is learned on a
-    random sample of them and every pixel is then scored against it (novelty mode), which
-    keeps the map fast; features are standardised by the sample's spread.
+    Dense cracks and holes would be clusters of their own for a plain LOF, so the factor is
+    learned (novelty mode) on a random sample of the pixels whose BSE lies within five robust
+    standard deviations of the median — the mineral itself, zoning included — and every pixel
+    is then scored against it. Rows and columns are in pixels and BSE in units of the pixel
+    noise, so the mineral is a thin, gently sloping sheet and cracks lie far off it. Learning
+    on a sample also keeps the map fast (a chunk holds up to a quarter of a million pixels).
     """
     from sklearn.neighbors import LocalOutlierFactor
 
@@ -266,15 +275,24 @@ def crack_pixels(
     if len(rr) < 2 * neighbours:
         return flagged
     features = np.column_stack([rr, cc, bse[rr, cc]]).astype(np.float64)
+    level = features[:, 2]
+    median = float(np.median(level))
+    spread_bse = 1.4826 * float(np.median(np.abs(level - median)))
+    core = np.flatnonzero(np.abs(level - median) <= 5 * max(spread_bse, 1.0))
+    if len(core) < 2 * neighbours:
+        return flagged
+    # rows and columns in pixels; BSE in units of its pixel noise (from neighbouring pixels), so
+    # a mineral is a thin smooth sheet (zoning a gentle slope) and a crack lies far off it
+    pairs = mask[:, 1:] & mask[:, :-1]
+    steps = np.abs(bse[:, 1:] - bse[:, :-1])[pairs]
+    noise = 1.4826 * float(np.median(steps)) / np.sqrt(2) if steps.size else 1.0
+    features[:, 2] /= max(noise, 1e-6)
     rng = np.random.default_rng(0)
-    pick = rng.choice(len(rr), size=min(sample, len(rr)), replace=False)
-    train = features[pick]
-    spread = train.std(axis=0)
-    spread[spread == 0] = 1.0
-    centre = train.mean(axis=0)
+    train = features[rng.choice(core, size=min(sample, len(core)), replace=False)]
     lof = LocalOutlierFactor(n_neighbors=neighbours, novelty=True)
-    lof.fit((train - centre) / spread)
-    outlier = lof.predict((features - centre) / spread) == -1
+    lof.fit(train)
+    centre, spread = 0.0, 1.0
+    outlier = -lof.score_samples((features - centre) / spread) > threshold
     flagged[rr[outlier], cc[outlier]] = True
     return flagged
 

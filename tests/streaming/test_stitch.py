@@ -1,6 +1,7 @@
 """Stitching simulated sessions against their ground truth; the OME-Zarr mosaic it writes."""
 
 import csv
+import itertools
 import json
 import random
 
@@ -107,7 +108,7 @@ def test_the_mosaic_is_valid_ome_zarr_and_puts_pixels_where_the_stage_was(
     datasets = group["bse"].attrs["ome"]["multiscales"][0]["datasets"]
     levels = [np.asarray(group["bse"][d["path"]][:]) for d in datasets]
     assert len(levels) >= 3
-    for below, here in zip(levels, levels[1:], strict=False):
+    for below, here in itertools.pairwise(levels):
         src = np.pad(
             below.astype(float), [(0, below.shape[0] % 2), (0, below.shape[1] % 2)], "edge"
         )
