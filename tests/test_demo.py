@@ -6,6 +6,7 @@ def test_demo_simulates_a_small_session_and_says_what_it_did(tmp_path, capsys):
     said = capsys.readouterr().out
     assert "36 BSE tiles" in said
     assert "36 tiles placed" in said
+    assert "held-out RMSE" in said
     error = float(said.split("placement error against the truth ")[1].split(" px")[0])
     assert error <= 0.5
     assert (tmp_path / "demo" / "DONE").exists()
