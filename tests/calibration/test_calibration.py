@@ -281,3 +281,39 @@ def test_calibrate_and_status_commands_report_drift_and_fit(calibrated, capsys):
     status = json.loads(capsys.readouterr().out)
     assert status["drift"]["standards_measured"] == 4
     assert status["mgnumber"]["test"]["rmse"] < 0.01
+
+
+def test_a_later_session_takes_its_references_from_the_first_sessions_store(
+    small_session, tmp_path
+):
+    from dataclasses import replace
+
+    declared = rd.read_session((small_session / "session.json").read_bytes())
+    bare = replace(
+        declared, standards=tuple(replace(s, bse_reference_dn=None) for s in declared.standards)
+    )
+    when = datetime(2026, 3, 9, 8, 0).astimezone()
+    rng = np.random.default_rng(1)
+
+    def measured(name, sid, level, at):
+        pixels = rng.normal(level, 150, (64, 64)).astype(np.uint16)
+        return StandardMeasured(StandardMeasurement(name, sid, at, pixels, name), None)
+
+    first = Ledger(tmp_path / "first" / "ledger.sqlite")
+    tracker = DriftTracker(bare, first)
+    tracker.add(measured("SCOL-01", "SCOL", 25000.0, when))
+    tracker.add(measured("FAY-01", "FAY", 46000.0, when))
+    first.close()
+    assert tracker.reference_source == "first round of standards of this session"
+    later = Ledger(tmp_path / "later" / "ledger.sqlite")
+    settings = CalibrationSettings(reference_store=str(tmp_path / "first"))
+    tracker = DriftTracker(bare, later, settings)
+    assert tracker.reference_source.startswith("reference store")
+    # the later session reads 5 % brighter and 300 DN up: the fit recovers it on one scale
+    at = when + timedelta(days=20)
+    tracker.add(measured("SCOL-01", "SCOL", 25000.0 * 1.05 + 300, at))
+    tracker.add(measured("FAY-01", "FAY", 46000.0 * 1.05 + 300, at))
+    later.close()
+    (fitted,) = tracker.model.rounds
+    assert abs(fitted.gain - 1.05) < 0.002
+    assert abs(fitted.offset_dn - 300) < 60
