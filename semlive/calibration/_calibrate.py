@@ -291,8 +291,7 @@ def crack_pixels(
     train = features[rng.choice(core, size=min(sample, len(core)), replace=False)]
     lof = LocalOutlierFactor(n_neighbors=neighbours, novelty=True)
     lof.fit(train)
-    centre, spread = 0.0, 1.0
-    outlier = -lof.score_samples((features - centre) / spread) > threshold
+    outlier = -lof.score_samples(features) > threshold
     flagged[rr[outlier], cc[outlier]] = True
     return flagged
 

@@ -114,7 +114,8 @@ class DriftTracker:
         """Take one standard measurement; the alerts it raises (empty when within limits)."""
         level = measure_standard(event.measurement, event.eds)
         self.levels[level.name] = level
-        if not self.references or not self.eds_references:
+        # references from this session's first round are known once it is measured
+        if not self.references or (level.eds_counts is not None and not self.eds_references):
             self.references, self.eds_references, self.reference_source = self._references()
         alert = self._alert(level)
         self._store(level, alert)
