@@ -341,6 +341,120 @@ def calibrate_command(
     )
 
 
+StoreArgument = Annotated[
+    Path, typer.Argument(help="A store folder (SESSION.semlive).", show_default=False)
+]
+
+
+@app.command("train")
+def train_command(
+    store: StoreArgument,
+    arch: Annotated[
+        str | None,
+        typer.Option(
+            help="Network: deeplabv3_resnet50 or deeplabv3_mobilenet_v3_large "
+            "(default: olivine.arch, auto = ResNet-50 on a GPU, MobileNetV3 on a CPU).",
+            show_default=False,
+        ),
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Most epochs (default: olivine.epochs).", show_default=False)
+    ] = None,
+    name: Annotated[str, typer.Option(help="Model name: STORE/models/NAME.")] = "olivine",
+    init_weights: Annotated[
+        Path | None,
+        typer.Option(
+            help="torchvision-format weights to start from (.safetensors or .pth state dict).",
+            show_default=False,
+        ),
+    ] = None,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Start afresh instead of resuming a stopped run.")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Train the olivine network on the store's EDS-labelled tiles (resumes a stopped run)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from semlive.models.olivine import TrainProgress, train_olivine
+    from semlive.settings import load_settings
+
+    overrides: dict[str, object] = {}
+    if arch is not None:
+        overrides["olivine.arch"] = arch
+    if epochs is not None:
+        overrides["olivine.epochs"] = epochs
+    if init_weights is not None:
+        overrides["olivine.init_weights"] = str(init_weights)
+    settings = load_settings(config, overrides=overrides)
+    _configure_logging(settings.log.level)
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"))
+    with Progress(*columns, TimeRemainingColumn(), transient=True) as bar:
+        task = bar.add_task("training", total=settings.olivine.epochs, info="")
+
+        def show(p: TrainProgress) -> None:
+            done = p.epoch - 1 + p.step / p.steps
+            info = f"epoch {p.epoch}/{p.epochs} loss {p.train_loss:.4f}"
+            if p.val_loss is not None:
+                info += f" val {p.val_loss:.4f}"
+            bar.update(task, completed=done, info=info)
+
+        card = train_olivine(store, settings.olivine, name, show, resume=not fresh)
+    val = card.metrics["validation"]
+    train = card.training
+    typer.echo(
+        f"{card.architecture} trained for {train['epochs_run']} epochs in {train['seconds']} s "
+        f"on {train['device']} ({len(card.training_tiles)} training tiles, "
+        f"{len(card.split['validation'])} validation tiles); dlth {card.dlth:.2f}; validation "
+        f"against EDS labels: IoU {val['iou']:.3f}, OA {val['overall_accuracy']:.4f}"
+    )
+    typer.echo(f"model: {store / 'models' / name}")
+
+
+@app.command("segment")
+def segment_command(
+    store: StoreArgument,
+    model: Annotated[str, typer.Option(help="Model name in STORE/models.")] = "olivine",
+    config: ConfigOption = None,
+) -> None:
+    """Segment olivine over the whole mosaic with sliding windows (bse/labels/olivine)."""
+    import time
+
+    from rich.progress import Progress
+
+    from semlive.models.olivine import OlivineSegmenter, RegionResult, agreement_with_eds
+    from semlive.settings import load_settings
+
+    settings = load_settings(config)
+    _configure_logging(settings.log.level)
+    segmenter = OlivineSegmenter(store, settings.olivine, model)
+    started = time.perf_counter()
+    with Progress(transient=True) as bar:
+        task = bar.add_task("segmenting", total=None)
+
+        def show(done: int, total: int, result: RegionResult) -> None:
+            bar.update(task, completed=done, total=total)
+
+        results = segmenter.segment_store(show)
+    seconds = time.perf_counter() - started
+    scanned = sum(r.scanned_px for r in results)
+    olivine = sum(r.olivine_px for r in results)
+    runtime = segmenter.runtime
+    typer.echo(
+        f"{len(results)} regions, {scanned / 1e6:.2f} Mpx scanned in {seconds:.1f} s "
+        f"({scanned / 1e6 / max(seconds, 1e-9):.2f} Mpx/s on {runtime.device.type}, "
+        f"{runtime.precision}); olivine {olivine / max(scanned, 1):.2%} of the scanned area"
+    )
+    report = agreement_with_eds(store, settings.olivine)
+    if report is not None:
+        o = report["overall"]
+        typer.echo(
+            f"agreement with the EDS labels ({o['pixels']:,} px, training tiles included): "
+            f"IoU {o['iou']:.3f}, OA {o['overall_accuracy']:.4f}"
+        )
+    typer.echo(f"labels: {store / 'mosaic.zarr' / 'bse' / 'labels' / 'olivine'}")
+
+
 @app.command("status")
 def status_command(
     store: Annotated[

@@ -28,6 +28,7 @@ __all__ = [
     "AcquisitionSettings",
     "CalibrationSettings",
     "LogSettings",
+    "OlivineSettings",
     "Settings",
     "StreamingSettings",
     "format_non_defaults",
@@ -190,6 +191,99 @@ class CalibrationSettings(_Section):
     )
 
 
+class OlivineSettings(_Section):
+    """Olivine segmentation: EDS-rule labels, training the network and segmenting the mosaic."""
+
+    ca_mg_max: float = Field(
+        0.1, gt=0, description="EDS label rule: olivine where Ca/Mg net counts are below this."
+    )
+    al_mg_max: float = Field(
+        0.1, gt=0, description="EDS label rule: olivine where Al/Mg net counts are below this."
+    )
+    mg_min_counts: float = Field(
+        20.0,
+        ge=0,
+        description="EDS label rule: olivine only where Mg net counts per pixel exceed this (at "
+        "reference EDS sensitivity; scaled by the drift factor when standards give one).",
+    )
+    arch: str = Field(
+        "auto",
+        description="Network to train (semlive train --arch): deeplabv3_resnet50 (the paper's), "
+        "deeplabv3_mobilenet_v3_large (fast on a CPU), or auto: ResNet-50 on a GPU, "
+        "MobileNetV3-Large on a CPU.",
+    )
+    init_weights: str = Field(
+        "",
+        description="Optional torchvision-format weights file (.safetensors or a state-dict "
+        ".pth) to start training from; nothing is ever downloaded.",
+    )
+    epochs: int = Field(40, ge=1, le=10_000, description="Most training epochs.")
+    patience: int = Field(
+        6, ge=1, description="Early stopping: epochs without a lower validation loss."
+    )
+    batch_size: int = Field(8, ge=1, description="Training patches per step.")
+    patch_px: int = Field(
+        256, ge=64, le=2048, description="Side of the square training patches (px)."
+    )
+    patches_per_epoch: int = Field(
+        192, ge=1, description="Random training patches drawn per epoch."
+    )
+    learning_rate: float = Field(2e-3, gt=0, description="AdamW learning rate.")
+    validation_fraction: float = Field(
+        0.25,
+        gt=0,
+        lt=1,
+        description="Share of the EDS-labelled tiles held out for validation, by spatial blocks.",
+    )
+    block_tiles: int = Field(
+        2,
+        ge=1,
+        description="Side of the spatial blocks (in grid tiles) that are split between training "
+        "and validation; pixels of validation tiles are never trained on.",
+    )
+    min_labelled_px: int = Field(
+        200_000, ge=1, description="Fewest EDS-labelled training pixels needed to train."
+    )
+    min_olivine_px: int = Field(
+        2_000, ge=1, description="Fewest olivine pixels among them needed to train."
+    )
+    augment_gain: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description="Training augmentation: BSE multiplied by a random gain within ±this "
+        "(session-to-session shifts).",
+    )
+    augment_offset_dn: float = Field(
+        1500.0,
+        ge=0,
+        description="Training augmentation: a random BSE offset within ±this (DN).",
+    )
+    dlth: float | Literal["auto"] = Field(
+        "auto",
+        description="Probability above which a pixel is olivine; auto: the threshold that "
+        "maximises IoU on the validation tiles (the paper fixed 0.1).",
+    )
+    window_px: int = Field(
+        512, ge=64, le=4096, description="Side of the sliding inference windows (px)."
+    )
+    overlap_px: int = Field(
+        128,
+        ge=0,
+        description="Overlap of neighbouring inference windows (px); their probabilities are "
+        "averaged, weighted toward window centres.",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where the network runs; auto: CUDA when available, else the CPU."
+    )
+    precision: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto",
+        description="Inference arithmetic; auto: bfloat16 autocast on CUDA, float32 on the CPU "
+        "(measured faster there than bfloat16 for these networks).",
+    )
+    seed: int = Field(0, ge=0, description="Seed of the split, the patches and the weights.")
+
+
 class Settings(_Section):
     """All of semlive's configuration, one section per part of the data flow."""
 
@@ -203,6 +297,10 @@ class Settings(_Section):
     calibration: CalibrationSettings = Field(
         CalibrationSettings(),
         description="Drift correction against standards and the BSE → mg# regression.",
+    )
+    olivine: OlivineSettings = Field(
+        OlivineSettings(),
+        description="Olivine segmentation: EDS-rule labels, training, sliding-window inference.",
     )
 
     def non_defaults(self) -> dict[str, Any]:

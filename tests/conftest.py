@@ -68,3 +68,34 @@ def read_truth_map():
         return zarr.open_group(str(session / "_truth" / "maps.zarr"), mode="r")[name][...]
 
     return _read
+
+
+def stitch_corrected(session: Path, store: Path) -> Path:
+    """Ingest and stitch ``session`` into ``store`` with drift correction, as semlive does."""
+    from semlive.calibration import DriftTracker
+    from semlive.settings import AcquisitionSettings, Settings
+    from semlive.streaming import stitch_session
+
+    fast = AcquisitionSettings(
+        observer="polling", poll_interval_s=0.01, settle_polls=1, quarantine_after_s=0.0
+    )
+    settings = Settings(acquisition=fast)
+
+    def make(info, ledger):
+        return DriftTracker(info, ledger, settings.calibration)
+
+    for _ in stitch_session(session, store, settings, correction=make):
+        pass
+    return store
+
+
+@pytest.fixture(scope="session")
+def small_store(small_session, tmp_path_factory) -> Path:
+    """``small_session`` stitched with drift correction (read-only: copy it to write)."""
+    return stitch_corrected(small_session, tmp_path_factory.mktemp("small-store") / "store")
+
+
+@pytest.fixture(scope="session")
+def stitch():
+    """``stitch(session, store)``: ingest and stitch with drift correction."""
+    return stitch_corrected

@@ -6,7 +6,7 @@ every few tiles, writes ``STORE/mosaic.zarr`` (OME-Zarr 0.5) and reports regions
 complete or changed. :func:`stitch_session` runs acquisition and stitching together.
 """
 
-from semlive.streaming._evaluate import placement_error_px
+from semlive.streaming._evaluate import placement_error_px, truth_on_mosaic
 from semlive.streaming._mosaic import MosaicGeometry, MosaicWriter
 from semlive.streaming._registration import PairShift, register_pair
 from semlive.streaming._session import stitch_session
@@ -27,4 +27,5 @@ __all__ = [
     "register_pair",
     "solve",
     "stitch_session",
+    "truth_on_mosaic",
 ]

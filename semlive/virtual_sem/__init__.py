@@ -7,8 +7,21 @@ acquisition order at a chosen pace, with faults on request, and the ground truth
 ``OUT/_truth/``.
 """
 
-from semlive.virtual_sem._plan import PRESETS, Preset
+from semlive.virtual_sem._plan import (
+    PRESETS,
+    SESSION_GAIN_JUMP,
+    SESSION_OFFSET_JUMP_DN,
+    Preset,
+)
 from semlive.virtual_sem._simulate import SimulationSummary, simulate
 from semlive.virtual_sem._writer import FAULTS
 
-__all__ = ["FAULTS", "PRESETS", "Preset", "SimulationSummary", "simulate"]
+__all__ = [
+    "FAULTS",
+    "PRESETS",
+    "SESSION_GAIN_JUMP",
+    "SESSION_OFFSET_JUMP_DN",
+    "Preset",
+    "SimulationSummary",
+    "simulate",
+]

@@ -15,11 +15,25 @@ import numpy as np
 
 from semlive.errors import UsageError
 
-__all__ = ["PRESETS", "Drift", "Plan", "Preset", "TilePlan", "make_plan", "resolve_preset"]
+__all__ = [
+    "PRESETS",
+    "SESSION_GAIN_JUMP",
+    "SESSION_OFFSET_JUMP_DN",
+    "Drift",
+    "Plan",
+    "Preset",
+    "TilePlan",
+    "make_plan",
+    "resolve_preset",
+]
 
 SESSION_START = datetime(2026, 3, 9, 8, 0, 0, tzinfo=timezone(timedelta(hours=1)))
 DAYS_BETWEEN_SESSIONS = 20.0
 STAGE_ORIGIN_UM = (12_000.0, 8_000.0)  # stage position of the sample's first tile centre
+
+
+SESSION_GAIN_JUMP = 0.075  # BSE gain change between sessions 20 days apart (one session step)
+SESSION_OFFSET_JUMP_DN = 300.0  # BSE offset change between sessions 20 days apart
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,9 +198,9 @@ def _drift(rng: np.random.Generator, session: int) -> Drift:
     """Linear drift within a session plus a jump between sessions (~0.09 mg# for a 20-day gap)."""
     jump = session * rng.choice([-1.0, 1.0])
     return Drift(
-        gain0=1.0 + 0.075 * jump,
+        gain0=1.0 + SESSION_GAIN_JUMP * jump,
         gain_per_h=float(rng.uniform(-0.006, -0.002)),
-        offset0_dn=300.0 * jump,
+        offset0_dn=SESSION_OFFSET_JUMP_DN * jump,
         offset_per_h_dn=float(rng.uniform(10.0, 40.0)),
         eds0=1.0 - 0.08 * abs(jump),
         eds_per_h=float(rng.uniform(-0.008, -0.003)),

@@ -1,0 +1,49 @@
+"""Olivine segmentation (Leichter et al. 2022), live.
+
+Labels come from EDS element maps by the paper's rules (:func:`olivine_labels`); a DeepLabV3
+network (:mod:`semlive.models`'s registry) learns BSE → olivine from the EDS-covered tiles
+(:func:`train_olivine`), and :class:`OlivineSegmenter` segments completed regions of the mosaic
+with overlapping sliding windows into ``bse/labels/olivine``.
+"""
+
+from semlive.models.olivine._data import IGNORE, LabelledTile, TrainingData, load_training_data
+from semlive.models.olivine._evaluate import (
+    agreement_with_eds,
+    eds_tile_mask,
+    evaluate_against_truth,
+    region_metrics,
+)
+from semlive.models.olivine._rules import RuleSet, load_rule_set, olivine_labels, rule_thresholds
+from semlive.models.olivine._segment import (
+    LABEL_PATH,
+    PROBABILITY_PATH,
+    OlivineSegmenter,
+    RegionResult,
+    sliding_probabilities,
+    window_starts,
+)
+from semlive.models.olivine._train import TrainProgress, default_architecture, train_olivine
+
+__all__ = [
+    "IGNORE",
+    "LABEL_PATH",
+    "PROBABILITY_PATH",
+    "LabelledTile",
+    "OlivineSegmenter",
+    "RegionResult",
+    "RuleSet",
+    "TrainProgress",
+    "TrainingData",
+    "agreement_with_eds",
+    "default_architecture",
+    "eds_tile_mask",
+    "evaluate_against_truth",
+    "load_rule_set",
+    "load_training_data",
+    "olivine_labels",
+    "region_metrics",
+    "rule_thresholds",
+    "sliding_probabilities",
+    "train_olivine",
+    "window_starts",
+]

@@ -1,0 +1,104 @@
+"""Olivine metrics per region and overall: against the EDS labels, or against the truth.
+
+IoU and overall accuracy as Leichter et al. (2022) define them (:class:`Confusion`), counted
+per streaming region (1024 × 1024 px of level 0) and summed for the whole mosaic. Against the
+virtual SEM's truth, the pixels of EDS tiles (which the network trained or validated on) can be
+left out, so the figure is for tiles the network never saw.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from semlive.acquisition import Ledger
+from semlive.models._metrics import Confusion, confusion
+from semlive.settings import OlivineSettings
+
+from ._data import _tile_boxes
+from ._rules import olivine_labels
+from ._segment import LABEL_PATH
+
+__all__ = ["agreement_with_eds", "eds_tile_mask", "evaluate_against_truth", "region_metrics"]
+
+_REGION_PX = 1024
+
+
+def region_metrics(
+    predicted: NDArray[np.bool_], reference: NDArray[np.bool_], valid: NDArray[np.bool_]
+) -> dict[str, Any]:
+    """Confusion counts, IoU and OA per 1024² region and overall."""
+    rows, cols = predicted.shape
+    regions, total = [], Confusion()
+    for r in range(0, rows, _REGION_PX):
+        for c in range(0, cols, _REGION_PX):
+            box = (slice(r, r + _REGION_PX), slice(c, c + _REGION_PX))
+            if not valid[box].any():
+                continue
+            cf = confusion(predicted[box], reference[box], valid[box])
+            total = total + cf
+            regions.append({"region": [r // _REGION_PX, c // _REGION_PX], **cf.as_dict()})
+    return {"overall": {**total.as_dict(), "pixels": total.pixels}, "regions": regions}
+
+
+def _labels(store: Path) -> NDArray[np.bool_] | None:
+    import zarr
+
+    root: Any = zarr.open_group(str(store / "mosaic.zarr"), mode="r")
+    if LABEL_PATH not in root:
+        return None
+    out: NDArray[np.bool_] = np.asarray(root[LABEL_PATH]["0"][:]) > 0
+    return out
+
+
+def eds_tile_mask(store: Path, shape: tuple[int, int]) -> NDArray[np.bool_]:
+    """Pixels inside a tile that has EDS maps (the tiles training and validation draw on)."""
+    ledger = Ledger(store / "ledger.sqlite")
+    try:
+        boxes, (th, tw) = _tile_boxes(store, ledger)
+    finally:
+        ledger.close()
+    mask = np.zeros(shape, bool)
+    for _, _, _, r0, c0, _ in boxes:
+        mask[max(r0, 0) : r0 + th, max(c0, 0) : c0 + tw] = True
+    return mask
+
+
+def agreement_with_eds(store: Path, settings: OlivineSettings) -> dict[str, Any] | None:
+    """The labels against the EDS rules wherever the mosaic has EDS maps (None before
+    segmentation or without EDS maps)."""
+    import zarr
+
+    predicted = _labels(store)
+    root: Any = zarr.open_group(str(store / "mosaic.zarr"), mode="r")
+    if predicted is None or "eds" not in root:
+        return None
+    eds = np.asarray(root["eds"]["0"][:])
+    elements = [c["label"] for c in root["eds"].attrs["ome"]["omero"]["channels"]]
+    reference = olivine_labels(dict(zip(elements, eds, strict=True)), settings)
+    valid = eds.any(axis=0) & (np.asarray(root["bse"]["0"][:]) > 0)
+    return region_metrics(predicted, reference, valid)
+
+
+def evaluate_against_truth(
+    store: Path, truth: Path, unseen_only: bool = True
+) -> dict[str, Any] | None:
+    """The labels against the truth's olivine (phase 1) on scanned pixels; with
+    ``unseen_only`` the EDS tiles are left out. None before segmentation."""
+    from semlive.streaming import truth_on_mosaic
+
+    predicted = _labels(store)
+    if predicted is None:
+        return None
+    phase = truth_on_mosaic(store, truth)["phase"]
+    valid = phase != 255
+    if unseen_only:
+        valid &= ~eds_tile_mask(store, phase.shape)
+    out = region_metrics(predicted, phase == 1, valid)
+    cpx = valid & (phase == 2)
+    out["clinopyroxene_as_olivine"] = float((predicted & cpx).sum() / max(int(cpx.sum()), 1))
+    out["unseen_only"] = unseen_only
+    return out

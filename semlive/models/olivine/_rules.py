@@ -1,0 +1,142 @@
+"""Labels from EDS element maps (Leichter et al. 2022), per pixel.
+
+The binary olivine rule: olivine where Ca/Mg < ``ca_mg_max``, Al/Mg < ``al_mg_max`` and
+Mg > ``mg_min_counts`` (net counts; Mg = 0 means Ca/Mg = ∞, so not olivine). When calibration
+measured EDS sensitivity drift, the count threshold is multiplied by the drift factor at the
+tile's acquisition time (ratios need no correction). A multi-class rule set (olivine,
+clinopyroxene, plagioclase, oxide, glass/groundmass, vesicle) is kept as data in ``rules.toml``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from semlive.errors import InputDataError
+from semlive.settings import OlivineSettings
+
+__all__ = ["RuleSet", "load_rule_set", "olivine_labels", "rule_thresholds"]
+
+RULES_FILE = Path(__file__).with_name("rules.toml")
+_NEEDED = ("Mg", "Ca", "Al")
+
+
+def rule_thresholds(settings: OlivineSettings) -> dict[str, float]:
+    return {
+        "ca_mg_max": settings.ca_mg_max,
+        "al_mg_max": settings.al_mg_max,
+        "mg_min_counts": settings.mg_min_counts,
+    }
+
+
+def olivine_labels(
+    maps: Mapping[str, NDArray[np.generic]], settings: OlivineSettings, eds_scale: float = 1.0
+) -> NDArray[np.bool_]:
+    """Olivine pixels by the paper's rules; ``maps`` holds net counts by element symbol."""
+    missing = [e for e in _NEEDED if e not in maps]
+    if missing:
+        raise InputDataError(
+            f"the olivine label rules need EDS maps of {', '.join(_NEEDED)}; the session's "
+            f"maps have {', '.join(maps) or 'none'} (missing {', '.join(missing)}) — add the "
+            "elements to the SEM's EDS map list",
+            expected=_NEEDED,
+            got=tuple(maps),
+        )
+    mg = np.asarray(maps["Mg"], np.float32)
+    ca = np.asarray(maps["Ca"], np.float32)
+    al = np.asarray(maps["Al"], np.float32)
+    out: NDArray[np.bool_] = (
+        (mg > settings.mg_min_counts * eds_scale)
+        & (ca < settings.ca_mg_max * mg)
+        & (al < settings.al_mg_max * mg)
+    )
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Condition:
+    kind: str  # "ratio" | "counts"
+    a: str
+    b: str
+    lo: float
+    hi: float
+
+    def holds(self, maps: Mapping[str, NDArray[np.float32]], scale: float) -> NDArray[np.bool_]:
+        a = maps[self.a]
+        if self.kind == "counts":
+            return (a >= self.lo * scale) & (a <= self.hi * scale)
+        b = maps[self.b]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(b > 0, a / np.where(b > 0, b, 1), np.where(a > 0, np.inf, 0))
+        return (ratio >= self.lo) & (ratio <= self.hi)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    """Ordered classes (name, value, conditions); the first that holds labels the pixel."""
+
+    classes: tuple[tuple[str, int, tuple[_Condition, ...]], ...]
+    default: str
+
+    @property
+    def elements(self) -> set[str]:
+        return {e for _, _, cs in self.classes for c in cs for e in (c.a, c.b) if e} - {"total"}
+
+    def value_of(self, name: str) -> int:
+        return next(v for n, v, _ in self.classes if n == name)
+
+    def apply(
+        self, maps: Mapping[str, NDArray[np.generic]], eds_scale: float = 1.0
+    ) -> NDArray[np.uint8]:
+        missing = sorted(self.elements - set(maps))
+        if missing:
+            raise InputDataError(
+                f"the multi-class rules need EDS maps of {', '.join(sorted(self.elements))}; "
+                f"missing {', '.join(missing)}",
+                expected=sorted(self.elements),
+                got=sorted(maps),
+            )
+        m = {k: np.asarray(v, np.float32) for k, v in maps.items()}
+        m["total"] = np.sum(list(m.values()), axis=0)
+        shape = next(iter(m.values())).shape
+        out = np.full(shape, self.value_of(self.default), np.uint8)
+        todo = np.ones(shape, bool)
+        for _, value, conditions in self.classes:
+            hit = todo.copy()
+            for c in conditions:
+                hit &= c.holds(m, eds_scale)
+            out[hit] = value
+            todo &= ~hit
+        return out
+
+
+def load_rule_set(path: Path = RULES_FILE) -> RuleSet:
+    data = tomllib.loads(path.read_text())
+    if data.get("format") != "semlive.rules/1":
+        raise InputDataError(
+            f"{path}: expected format 'semlive.rules/1', got {data.get('format')!r}", path=path
+        )
+    classes = tuple(
+        (str(c["name"]), int(c["value"]), tuple(_condition(d, path) for d in c["all"]))
+        for c in data["class"]
+    )
+    names = [n for n, _, _ in classes]
+    if data["default"] not in names:
+        raise InputDataError(f"{path}: default {data['default']!r} is not one of {names}")
+    return RuleSet(classes, str(data["default"]))
+
+
+def _condition(d: Mapping[str, Any], path: Path) -> _Condition:
+    lo, hi = float(d.get("min", -np.inf)), float(d.get("max", np.inf))
+    if "ratio" in d:
+        a, b = d["ratio"]
+        return _Condition("ratio", str(a), str(b), lo, hi)
+    if "counts" in d:
+        return _Condition("counts", str(d["counts"]), "", lo, hi)
+    raise InputDataError(f"{path}: a condition needs 'ratio' or 'counts', got {dict(d)}", path=path)

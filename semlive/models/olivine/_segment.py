@@ -1,0 +1,268 @@
+"""Sliding-window inference over the mosaic: ``bse/labels/olivine`` and a probability image.
+
+A region (plus a halo of context) is cut into overlapping windows; each window's probabilities
+are weighted by a taper that falls toward its edges (so every pixel is decided mostly by windows
+that see it with context on all sides), averaged, and thresholded at the model's ``dlth``.
+Results go to ``mosaic.zarr/bse/labels/olivine`` (uint8, OME-Zarr labels) and
+``mosaic.zarr/olivine_probability`` (uint8, probability × 255, for QA), both multiscale on the
+grid of ``bse/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from semlive.models._checkpoint import ModelCard, load_model
+from semlive.models._device import Runtime, choose_runtime, run_batched
+from semlive.models._networks import architecture
+from semlive.settings import OlivineSettings
+
+__all__ = [
+    "OlivineSegmenter",
+    "RegionResult",
+    "sliding_probabilities",
+    "window_starts",
+]
+
+logger = logging.getLogger(__name__)
+
+LABEL_PATH = "bse/labels/olivine"
+PROBABILITY_PATH = "olivine_probability"
+_STRIDE = 32
+_REGION_PX = 1024  # the streaming regions' size (region_chunks × chunk)
+
+Predict = Callable[[NDArray[np.float32]], NDArray[np.float32]]  # (N, h, w) DN -> probabilities
+
+
+def window_starts(length: int, window: int, overlap: int) -> list[int]:
+    """Window origins along one axis: evenly spaced, the last flush with the end."""
+    if length <= window:
+        return [0]
+    step = max(1, window - overlap)
+    count = -(-(length - window) // step) + 1
+    return [round(i * (length - window) / (count - 1)) for i in range(count)]
+
+
+def _taper(n: int, ramp: int) -> NDArray[np.float32]:
+    i = np.arange(n, dtype=np.float32)
+    if ramp <= 0:
+        return np.ones(n, np.float32)
+    out: NDArray[np.float32] = np.minimum(1.0, np.minimum(i + 0.5, n - i - 0.5) / ramp).astype(
+        np.float32
+    )
+    return out
+
+
+def sliding_probabilities(
+    image: NDArray[np.float32], predict: Predict, window: int, overlap: int, batch: int = 4
+) -> NDArray[np.float32]:
+    """Probabilities over ``image`` from overlapping windows, averaged with edge tapers
+    (``overlap`` 0: plain patch-wise inference, each pixel from exactly one window)."""
+    h, w = image.shape
+    wh, ww = min(window, h), min(window, w)
+    ramp = overlap // 2 if overlap else 0
+    weight2d = _taper(wh, ramp)[:, None] * _taper(ww, ramp)[None, :]
+    total = np.zeros((h, w), np.float32)
+    weights = np.zeros((h, w), np.float32)
+    boxes = [(r, c) for r in window_starts(h, wh, overlap) for c in window_starts(w, ww, overlap)]
+    for i in range(0, len(boxes), batch):
+        chunk = boxes[i : i + batch]
+        stack = np.stack([image[r : r + wh, c : c + ww] for r, c in chunk])
+        probs = predict(stack)
+        for (r, c), p in zip(chunk, probs, strict=True):
+            total[r : r + wh, c : c + ww] += p * weight2d
+            weights[r : r + wh, c : c + ww] += weight2d
+    out: NDArray[np.float32] = (total / np.maximum(weights, np.float32(1e-12))).astype(np.float32)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class RegionResult:
+    bounds: tuple[int, int, int, int]
+    olivine_px: int
+    scanned_px: int
+    seconds: float
+
+
+class OlivineSegmenter:
+    """A trained olivine model applied to regions of a store's mosaic."""
+
+    def __init__(self, store: Path, settings: OlivineSettings, name: str = "olivine") -> None:
+        import zarr
+
+        self.store, self.settings = store, settings
+        model, self.card = load_model(store / "models" / name)
+        self.runtime: Runtime = choose_runtime(settings.device, settings.precision)
+        self.model = self.runtime.prepare(model)
+        arch = architecture(self.card.architecture)
+        self.batch = self.runtime.batch_size(settings.window_px, arch.inference_bytes_per_px)
+        self.root: Any = zarr.open_group(str(store / "mosaic.zarr"), mode="a")
+        self.bse: Any = self.root["bse"]
+        self.labels, self.probability = _open_outputs(self.root, self.card)
+        self.pixels = 0
+        self.seconds = 0.0
+
+    # -- the network on a stack of windows ------------------------------------------------
+    @torch.no_grad()
+    def predict(self, stack: NDArray[np.float32]) -> NDArray[np.float32]:
+        n, h, w = stack.shape
+        ph, pw = -h % _STRIDE, -w % _STRIDE
+        pad = ((0, 0), (0, ph), (0, pw))
+        x = (
+            np.pad(stack, pad, mode="reflect")
+            if ph < h and pw < w
+            else np.pad(stack, pad, mode="edge")
+        )
+        norm = self.card.normalisation
+        x = (x - norm.mean_dn) / norm.std_dn
+        out = np.empty((n, h, w), np.float32)
+
+        def step(model: torch.nn.Module, a: int, b: int) -> None:
+            xt = self.runtime.tensor(torch.from_numpy(np.ascontiguousarray(x[a:b, None])))
+            with self.runtime.autocast():
+                logits = model(xt)
+            out[a:b] = torch.sigmoid(logits.float())[:, 0, :h, :w].cpu().numpy()
+
+        self.model.eval()
+        self.model, self.batch = run_batched(self.runtime, self.model, n, self.batch, step)
+        return out
+
+    def probabilities(
+        self, image: NDArray[np.float32], overlap: int | None = None
+    ) -> NDArray[np.float32]:
+        s = self.settings
+        return sliding_probabilities(
+            image,
+            self.predict,
+            s.window_px,
+            s.overlap_px if overlap is None else overlap,
+            self.batch,
+        )
+
+    # -- regions of the mosaic -------------------------------------------------------------
+    def segment_region(self, bounds: tuple[int, int, int, int]) -> RegionResult:
+        """Segment one region (rows r0:r1, cols c0:c1 of level 0) with a halo of context."""
+        started = time.perf_counter()
+        r0, c0, r1, c1 = bounds
+        rows, cols = self.bse["0"].shape
+        halo = self.settings.overlap_px
+        a0, b0, a1, b1 = (
+            max(r0 - halo, 0),
+            max(c0 - halo, 0),
+            min(r1 + halo, rows),
+            min(c1 + halo, cols),
+        )
+        grey = np.asarray(self.bse["0"][a0:a1, b0:b1], np.float32)
+        scanned = grey > 0
+        inner = (slice(r0 - a0, r1 - a0), slice(c0 - b0, c1 - b0))
+        if not scanned[inner].any():
+            return RegionResult(bounds, 0, 0, 0.0)
+        p = self.probabilities(grey)[inner]
+        p = np.where(scanned[inner], p, 0.0)
+        label = (p >= self.card.dlth).astype(np.uint8)
+        self.labels[0][r0:r1, c0:c1] = label
+        self.probability[0][r0:r1, c0:c1] = np.rint(p * 255).astype(np.uint8)
+        _update_pyramid(self.labels, (r0, c0, r1, c1), "nearest")
+        _update_pyramid(self.probability, (r0, c0, r1, c1), "mean")
+        seconds = time.perf_counter() - started
+        self.pixels += (r1 - r0) * (c1 - c0)
+        self.seconds += seconds
+        return RegionResult(bounds, int(label.sum()), int(scanned[inner].sum()), seconds)
+
+    def regions(self) -> Iterator[tuple[int, int, int, int]]:
+        rows, cols = self.bse["0"].shape
+        for r in range(0, rows, _REGION_PX):
+            for c in range(0, cols, _REGION_PX):
+                yield r, c, min(r + _REGION_PX, rows), min(c + _REGION_PX, cols)
+
+    def segment_store(
+        self, progress: Callable[[int, int, RegionResult], None] | None = None
+    ) -> list[RegionResult]:
+        """Segment every region of the mosaic."""
+        todo = list(self.regions())
+        results = []
+        for i, bounds in enumerate(todo):
+            result = self.segment_region(bounds)
+            results.append(result)
+            if progress is not None:
+                progress(i + 1, len(todo), result)
+        return results
+
+
+def _open_outputs(root: Any, card: ModelCard) -> tuple[list[Any], list[Any]]:
+    """Create (or open) the label image and the probability image, on ``bse/``'s grid."""
+    bse = root["bse"]
+    multiscales = bse.attrs["ome"]["multiscales"][0]
+    levels = [bse[d["path"]] for d in multiscales["datasets"]]
+    labels_group = root.require_group("bse/labels")
+    names = list(labels_group.attrs.get("ome", {}).get("labels", []))
+    if "olivine" not in names:
+        labels_group.attrs["ome"] = {"version": "0.5", "labels": [*names, "olivine"]}
+    label_meta = {
+        "version": "0.5",
+        "multiscales": [{**multiscales, "name": "olivine"}],
+        "image-label": {
+            "version": "0.5",
+            "colors": [
+                {"label-value": 0, "rgba": [0, 0, 0, 0]},
+                {"label-value": 1, "rgba": [60, 200, 60, 160]},
+            ],
+            "properties": [{"label-value": 1, "class": "olivine"}],
+            "source": {"image": "../../"},
+        },
+    }
+    prob_meta = {"version": "0.5", "multiscales": [{**multiscales, "name": PROBABILITY_PATH}]}
+    provenance = {"model": card.architecture, "dlth": card.dlth, "scale": "probability × 255"}
+    return (
+        _require_pyramid(root, LABEL_PATH, levels, label_meta, provenance),
+        _require_pyramid(root, PROBABILITY_PATH, levels, prob_meta, provenance),
+    )
+
+
+def _require_pyramid(
+    root: Any, path: str, like: list[Any], meta: dict[str, Any], provenance: dict[str, Any]
+) -> list[Any]:
+    group = root.require_group(path)
+    arrays = []
+    for k, level in enumerate(like):
+        if str(k) in group:
+            arrays.append(group[str(k)])
+            continue
+        arrays.append(
+            group.create_array(
+                str(k),
+                shape=level.shape,
+                chunks=level.chunks,
+                dtype="uint8",
+                fill_value=0,
+                dimension_names=["y", "x"],
+            )
+        )
+    group.attrs["ome"] = meta
+    group.attrs["semlive"] = provenance
+    return arrays
+
+
+def _update_pyramid(levels: list[Any], box: tuple[int, int, int, int], how: str) -> None:
+    r0, c0, r1, c1 = box
+    for k in range(1, len(levels)):
+        r0, c0 = r0 // 2, c0 // 2
+        r1, c1 = min(-(-r1 // 2), levels[k].shape[0]), min(-(-c1 // 2), levels[k].shape[1])
+        below = np.asarray(levels[k - 1][2 * r0 : 2 * r1, 2 * c0 : 2 * c1])
+        if how == "nearest":
+            block = below[::2, ::2]
+        else:
+            padded = np.pad(below, ((0, below.shape[0] % 2), (0, below.shape[1] % 2)), mode="edge")
+            block = np.rint(
+                padded.reshape(padded.shape[0] // 2, 2, padded.shape[1] // 2, 2).mean(axis=(1, 3))
+            ).astype(np.uint8)
+        levels[k][r0:r1, c0:c1] = block[: r1 - r0, : c1 - c0]

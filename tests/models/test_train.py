@@ -1,0 +1,117 @@
+"""Training on EDS-labelled tiles: the spatial split, resuming, and too little data."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from semlive.cli import main
+from semlive.errors import InputDataError
+from semlive.models import load_model
+from semlive.models.olivine import IGNORE, load_training_data, train_olivine
+from semlive.settings import OlivineSettings
+
+QUICK = OlivineSettings(
+    patch_px=64,
+    batch_size=2,
+    patches_per_epoch=4,
+    epochs=2,
+    min_labelled_px=1_000,
+    min_olivine_px=10,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory, stitch):
+    from semlive.virtual_sem import simulate
+
+    root = tmp_path_factory.mktemp("tiny-train")
+    simulate(root / "session", "tiny", seed=1)
+    return stitch(root / "session", root / "store")
+
+
+def test_split_keeps_validation_pixels_out_of_training(small_store):
+    data = load_training_data(small_store, OlivineSettings())
+    assert data.validation
+    assert len(data.train) + len(data.validation) == 9  # the small preset's EDS tiles
+    validation_pixels = set()
+    for t in data.validation:
+        r, c = np.nonzero(t.label != IGNORE)
+        validation_pixels |= set(
+            zip((r + t.origin[0]).tolist(), (c + t.origin[1]).tolist(), strict=True)
+        )
+    for t in data.train:
+        r, c = np.nonzero(t.label != IGNORE)
+        trained = set(zip((r + t.origin[0]).tolist(), (c + t.origin[1]).tolist(), strict=True))
+        assert not trained & validation_pixels
+    assert {tuple(b) for b in data.split()["blocks"]["validation"]}.isdisjoint(
+        {tuple(b) for b in data.split()["blocks"]["train"]}
+    )
+
+
+def test_resumed_training_continues_exactly_where_it_stopped(tiny_store, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(tiny_store, a)
+    shutil.copytree(tiny_store, b)
+    straight = train_olivine(a, QUICK, resume=False)
+    train_olivine(b, QUICK.model_copy(update={"epochs": 1}), resume=False)
+    resumed = train_olivine(b, QUICK, resume=True)
+    h1, h2 = straight.metrics["history"], resumed.metrics["history"]
+    assert [h["epoch"] for h in h2] == [1, 2]
+    for x, y in zip(h1, h2, strict=True):
+        assert x["val_loss"] == pytest.approx(y["val_loss"], rel=1e-4)
+    _, card = load_model(b / "models" / "olivine")
+    assert card.split["validation"]
+    assert 0 < card.dlth < 1
+    assert card.training["epochs_run"] == 2
+
+
+def test_resuming_with_another_architecture_is_refused(tiny_store, tmp_path):
+    store = tmp_path / "s"
+    shutil.copytree(tiny_store, store)
+    train_olivine(store, QUICK.model_copy(update={"epochs": 1}), resume=False)
+    other = QUICK.model_copy(update={"arch": "deeplabv3_resnet50"})
+    with pytest.raises(InputDataError, match=r"unfinished training .* is a deeplabv3_mobilenet"):
+        train_olivine(store, other, resume=True)
+
+
+def test_too_few_labelled_pixels_gives_the_counts_found_and_needed(tiny_store, tmp_path, capsys):
+    config = tmp_path / "c.toml"
+    config.write_text("[olivine]\nmin_labelled_px = 100000000\n")
+    code = main(["train", str(tiny_store), "--config", str(config)])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "too few EDS-labelled pixels" in err
+    assert "100,000,000 labelled" in err
+    assert not (tiny_store / "models" / "olivine").exists()
+
+
+def test_cli_train_then_segment_writes_labels_and_a_card(tiny_store, tmp_path, capsys):
+    import zarr
+
+    store = tmp_path / "s"
+    shutil.copytree(tiny_store, store)
+    config = tmp_path / "c.toml"
+    config.write_text(
+        "[olivine]\npatch_px = 64\nbatch_size = 2\npatches_per_epoch = 4\n"
+        "min_labelled_px = 1000\nmin_olivine_px = 10\n"
+    )
+    assert main(["train", str(store), "--epochs", "1", "--config", str(config)]) == 0
+    assert "deeplabv3_mobilenet_v3_large trained for 1 epochs" in capsys.readouterr().out
+    card = json.loads((store / "models" / "olivine" / "card.json").read_text())
+    assert card["format"] == "semlive.model/1"
+    assert card["normalisation"]["std_dn"] > 0
+    assert set(card) >= {"semlive_version", "torch_version", "training_tiles", "split", "metrics"}
+    assert main(["segment", str(store), "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "Mpx/s on cpu" in out
+    assert "agreement with the EDS labels" in out
+    root = zarr.open_group(str(store / "mosaic.zarr"), mode="r")
+    labels = root["bse/labels/olivine"]
+    assert labels["0"].shape == root["bse/0"].shape
+    assert labels["0"].dtype == np.uint8
+    assert set(np.unique(labels["0"][:])) <= {0, 1}
+    assert root["bse/labels"].attrs["ome"]["labels"] == ["olivine"]
+    assert labels.attrs["ome"]["image-label"]["source"]["image"] == "../../"
+    assert root["olivine_probability/0"].shape == root["bse/0"].shape
