@@ -441,7 +441,7 @@ def segment_command(
     olivine = sum(r.olivine_px for r in results)
     runtime = segmenter.runtime
     typer.echo(
-        f"{len(results)} regions, {scanned / 1e6:.2f} Mpx scanned in {seconds:.1f} s "
+        f"{len(results)} blocks, {scanned / 1e6:.2f} Mpx scanned in {seconds:.1f} s "
         f"({scanned / 1e6 / max(seconds, 1e-9):.2f} Mpx/s on {runtime.device.type}, "
         f"{runtime.precision}); olivine {olivine / max(scanned, 1):.2%} of the scanned area"
     )

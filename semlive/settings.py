@@ -265,7 +265,7 @@ class OlivineSettings(_Section):
         "maximises IoU on the validation tiles (the paper fixed 0.1).",
     )
     window_px: int = Field(
-        512, ge=64, le=4096, description="Side of the sliding inference windows (px)."
+        1024, ge=64, le=4096, description="Side of the sliding inference windows (px)."
     )
     overlap_px: int = Field(
         128,

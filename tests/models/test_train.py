@@ -72,7 +72,9 @@ def test_resuming_with_another_architecture_is_refused(tiny_store, tmp_path):
     shutil.copytree(tiny_store, store)
     train_olivine(store, QUICK.model_copy(update={"epochs": 1}), resume=False)
     other = QUICK.model_copy(update={"arch": "deeplabv3_resnet50"})
-    with pytest.raises(InputDataError, match=r"unfinished training .* is a deeplabv3_mobilenet"):
+    with pytest.raises(
+        InputDataError, match=r"unfinished training .* is a deeplabv3plus_mobilenet"
+    ):
         train_olivine(store, other, resume=True)
 
 
@@ -98,7 +100,7 @@ def test_cli_train_then_segment_writes_labels_and_a_card(tiny_store, tmp_path, c
         "min_labelled_px = 1000\nmin_olivine_px = 10\n"
     )
     assert main(["train", str(store), "--epochs", "1", "--config", str(config)]) == 0
-    assert "deeplabv3_mobilenet_v3_large trained for 1 epochs" in capsys.readouterr().out
+    assert "deeplabv3plus_mobilenet_v3_large trained for 1 epochs" in capsys.readouterr().out
     card = json.loads((store / "models" / "olivine" / "card.json").read_text())
     assert card["format"] == "semlive.model/1"
     assert card["normalisation"]["std_dn"] > 0

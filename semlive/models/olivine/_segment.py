@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 LABEL_PATH = "bse/labels/olivine"
 PROBABILITY_PATH = "olivine_probability"
 _STRIDE = 32
-_REGION_PX = 1024  # the streaming regions' size (region_chunks × chunk)
+_BLOCK_PX = 4096  # whole-store segmentation works in blocks of 8 × 8 chunks
 
 Predict = Callable[[NDArray[np.float32]], NDArray[np.float32]]  # (N, h, w) DN -> probabilities
 
@@ -178,17 +178,19 @@ class OlivineSegmenter:
         self.seconds += seconds
         return RegionResult(bounds, int(label.sum()), int(scanned[inner].sum()), seconds)
 
-    def regions(self) -> Iterator[tuple[int, int, int, int]]:
+    def blocks(self, size: int = _BLOCK_PX) -> Iterator[tuple[int, int, int, int]]:
+        """The mosaic in blocks of ``size`` (a multiple of the 512-px chunks)."""
         rows, cols = self.bse["0"].shape
-        for r in range(0, rows, _REGION_PX):
-            for c in range(0, cols, _REGION_PX):
-                yield r, c, min(r + _REGION_PX, rows), min(c + _REGION_PX, cols)
+        for r in range(0, rows, size):
+            for c in range(0, cols, size):
+                yield r, c, min(r + size, rows), min(c + size, cols)
 
     def segment_store(
         self, progress: Callable[[int, int, RegionResult], None] | None = None
     ) -> list[RegionResult]:
-        """Segment every region of the mosaic."""
-        todo = list(self.regions())
+        """Segment the whole mosaic, in blocks much larger than a live region so that the
+        halo of context each block needs costs little (live, regions come one by one)."""
+        todo = list(self.blocks())
         results = []
         for i, bounds in enumerate(todo):
             result = self.segment_region(bounds)
