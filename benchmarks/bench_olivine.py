@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from semlive.calibration import DriftTracker
+from semlive.calibration import drift_correction
 from semlive.models import build_network, choose_runtime
 from semlive.models.olivine import OlivineSegmenter, evaluate_against_truth, train_olivine
 from semlive.settings import AcquisitionSettings, OlivineSettings, Settings
@@ -69,11 +69,9 @@ def stitched(session: Path, store: Path) -> None:
         observer="polling", poll_interval_s=0.01, settle_polls=1, quarantine_after_s=0.0
     )
     settings = Settings(acquisition=fast)
-
-    def make(info, ledger):
-        return DriftTracker(info, ledger, settings.calibration)
-
-    for _ in stitch_session(session, store, settings, correction=make):
+    for _ in stitch_session(
+        session, store, settings, correction=drift_correction(settings.calibration)
+    ):
         pass
 
 

@@ -10,20 +10,13 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from semlive import __version__
 from semlive.errors import SemliveError, exit_code_for
-
-if TYPE_CHECKING:
-    from semlive.acquisition import Ledger
-    from semlive.calibration import DriftTracker
-    from semlive.records import SessionInfo
-    from semlive.settings import Settings
 
 __all__ = ["app", "main", "run"]
 
@@ -255,7 +248,7 @@ def stitch_command(
 ) -> None:
     """Acquisition and stitching alone: place every tile and write STORE/mosaic.zarr."""
     from semlive.acquisition import TileReady, default_store
-    from semlive.calibration import DriftAlert
+    from semlive.calibration import DriftAlert, drift_correction
     from semlive.settings import load_settings
     from semlive.streaming import RegionChanged, RegionComplete, stitch_session
 
@@ -265,7 +258,7 @@ def stitch_command(
     counts = {"tiles": 0, "complete": 0, "changed": 0}
     alerts = []
     for event in stitch_session(
-        session, target, settings, once=once, correction=_drift_correction(settings)
+        session, target, settings, once=once, correction=drift_correction(settings.calibration)
     ):
         counts["tiles"] += isinstance(event, TileReady)
         counts["complete"] += isinstance(event, RegionComplete)
@@ -279,16 +272,6 @@ def stitch_command(
     )
     for alert in alerts:
         typer.echo(f"drift alert: {alert.message()}")
-
-
-def _drift_correction(settings: Settings) -> Callable[[SessionInfo, Ledger], DriftTracker]:
-    """The drift tracker of a session, made when the session opens (for stitch_session)."""
-    from semlive.calibration import DriftTracker
-
-    def make(session: SessionInfo, ledger: Ledger) -> DriftTracker:
-        return DriftTracker(session, ledger, settings.calibration)
-
-    return make
 
 
 @app.command("calibrate")
@@ -533,7 +516,7 @@ def demo_command(
     import tempfile
 
     from semlive.acquisition import FileQuarantined, TileReady, default_store
-    from semlive.calibration import calibrate_store
+    from semlive.calibration import calibrate_store, drift_correction
     from semlive.settings import load_settings
     from semlive.streaming import RegionComplete, placement_error_px, stitch_session
     from semlive.virtual_sem import simulate
@@ -551,7 +534,8 @@ def demo_command(
     typer.echo(f"ingesting and stitching it into {store} ...")
     counts = {"tiles": 0, "regions": 0, "quarantined": 0}
     settings = load_settings()
-    for event in stitch_session(target, store, settings, correction=_drift_correction(settings)):
+    correction = drift_correction(settings.calibration)
+    for event in stitch_session(target, store, settings, correction=correction):
         counts["tiles"] += isinstance(event, TileReady)
         counts["regions"] += isinstance(event, RegionComplete)
         counts["quarantined"] += isinstance(event, FileQuarantined)

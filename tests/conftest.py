@@ -72,7 +72,7 @@ def read_truth_map():
 
 def stitch_corrected(session: Path, store: Path) -> Path:
     """Ingest and stitch ``session`` into ``store`` with drift correction, as semlive does."""
-    from semlive.calibration import DriftTracker
+    from semlive.calibration import drift_correction
     from semlive.settings import AcquisitionSettings, Settings
     from semlive.streaming import stitch_session
 
@@ -80,11 +80,9 @@ def stitch_corrected(session: Path, store: Path) -> Path:
         observer="polling", poll_interval_s=0.01, settle_polls=1, quarantine_after_s=0.0
     )
     settings = Settings(acquisition=fast)
-
-    def make(info, ledger):
-        return DriftTracker(info, ledger, settings.calibration)
-
-    for _ in stitch_session(session, store, settings, correction=make):
+    for _ in stitch_session(
+        session, store, settings, correction=drift_correction(settings.calibration)
+    ):
         pass
     return store
 

@@ -35,7 +35,7 @@ from semlive.calibration._mgnumber import (
     lof_outliers,
     refused_fit,
 )
-from semlive.calibration._tracker import DriftTracker, load_levels
+from semlive.calibration._tracker import DriftTracker, drift_correction, load_levels
 
 __all__ = [
     "CalibrationReport",
@@ -53,6 +53,7 @@ __all__ = [
     "calibration_status",
     "correct_bse",
     "crack_pixels",
+    "drift_correction",
     "fit_mgnumber",
     "fit_round",
     "group_rounds",

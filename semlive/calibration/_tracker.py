@@ -11,6 +11,7 @@ outside its limits gives a :class:`DriftAlert`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from semlive.calibration._drift import (
 from semlive.records import SessionInfo, TileSidecar
 from semlive.settings import CalibrationSettings
 
-__all__ = ["DriftTracker", "load_levels"]
+__all__ = ["DriftTracker", "drift_correction", "load_levels"]
 
 logger = logging.getLogger(__name__)
 
@@ -247,3 +248,15 @@ def _mean_by_standard(levels: list[StandardLevel], what: str) -> dict[str, float
         if v is not None:
             values.setdefault(lv.standard_id, []).append(v)
     return {k: float(np.mean(v)) for k, v in values.items()}
+
+
+def drift_correction(
+    settings: CalibrationSettings,
+) -> Callable[[SessionInfo, Ledger], DriftTracker]:
+    """The drift tracker of a session, made when the session opens (``stitch_session``'s
+    ``correction``): every tile is fused on the reference scale."""
+
+    def make(session: SessionInfo, ledger: Ledger) -> DriftTracker:
+        return DriftTracker(session, ledger, settings)
+
+    return make
