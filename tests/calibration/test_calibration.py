@@ -23,7 +23,7 @@ from semlive.calibration._drift import StandardLevel
 from semlive.cli import main
 from semlive.records import EpmaProfile, StandardMeasurement
 from semlive.settings import AcquisitionSettings, CalibrationSettings, Settings
-from semlive.streaming import stitch_session
+from semlive.streaming import stitch_session, truth_on_mosaic
 from semlive.virtual_sem import simulate
 
 FAST = AcquisitionSettings(
@@ -63,29 +63,7 @@ def _mean_stage_error(session):
 
 def _truth_on_mosaic(session, store):
     """Truth maps resampled onto the mosaic's level-0 grid (nearest pixel)."""
-    truth = _truth(session)["mosaic"]
-    maps = zarr.open_group(str(session / "_truth" / "maps.zarr"), mode="r")
-    image = mosaic_image(store)
-    rows, cols = image.array.shape
-    ex, ey = _mean_stage_error(session)
-    ty, tx = image.translation_um
-    s = image.scale_um
-    rr, cc = np.mgrid[0:rows, 0:cols]
-    tr = np.rint((ty + s * rr + ey - truth["origin_y_um"]) / truth["pixel_size_um"]).astype(int)
-    tc = np.rint((tx + s * cc + ex - truth["origin_x_um"]) / truth["pixel_size_um"]).astype(int)
-    shape = truth["shape"]
-    inside = (tr >= 0) & (tr < shape[0]) & (tc >= 0) & (tc < shape[1])
-    tr, tc = np.clip(tr, 0, shape[0] - 1), np.clip(tc, 0, shape[1] - 1)
-    out = {}
-    for name in ("phase", "instances", "mgnumber"):
-        full = np.asarray(maps[name][:])
-        values = full[tr, tc]
-        if values.dtype.kind == "f":
-            values = np.where(inside, values, np.nan)
-        else:
-            values = np.where(inside, values, 255 if name == "phase" else 0)
-        out[name] = values
-    return out
+    return truth_on_mosaic(store, session / "_truth", ("phase", "instances", "mgnumber"))
 
 
 @pytest.fixture(scope="module")

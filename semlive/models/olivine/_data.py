@@ -21,6 +21,7 @@ from semlive.acquisition import Ledger
 from semlive.calibration import DriftTracker, mosaic_image
 from semlive.calibration._calibrate import session_of
 from semlive.errors import InputDataError
+from semlive.records import SessionInfo
 from semlive.settings import CalibrationSettings, OlivineSettings
 
 from ._rules import olivine_labels
@@ -66,9 +67,10 @@ class TrainingData:
 
 
 def _tile_boxes(
-    store: Path, ledger: Ledger
+    store: Path, ledger: Ledger, session: SessionInfo | None = None
 ) -> tuple[list[tuple[str, int, int, int, int, datetime]], tuple[int, int]]:
-    _, session = session_of(store, ledger, None)
+    if session is None:
+        _, session = session_of(store, ledger, None)
     with ledger.transaction() as db:
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if "placements" not in tables:
@@ -93,8 +95,8 @@ def load_training_data(store: Path, settings: OlivineSettings) -> TrainingData:
 
     ledger = Ledger(store / "ledger.sqlite")
     try:
-        boxes, (th, tw) = _tile_boxes(store, ledger)
         _, session = session_of(store, ledger, None)
+        boxes, (th, tw) = _tile_boxes(store, ledger, session)
         tracker = DriftTracker(session, ledger, CalibrationSettings())
         scales = {name: tracker.eds_scale(at) for name, *_, at in boxes}
     finally:

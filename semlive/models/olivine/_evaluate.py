@@ -69,18 +69,29 @@ def eds_tile_mask(store: Path, shape: tuple[int, int]) -> NDArray[np.bool_]:
 
 def agreement_with_eds(store: Path, settings: OlivineSettings) -> dict[str, Any] | None:
     """The labels against the EDS rules wherever the mosaic has EDS maps (None before
-    segmentation or without EDS maps)."""
+    segmentation or without EDS maps). Read region by region: a section's EDS maps do not fit
+    in memory at once."""
     import zarr
 
-    predicted = _labels(store)
     root: Any = zarr.open_group(str(store / "mosaic.zarr"), mode="r")
-    if predicted is None or "eds" not in root:
+    if LABEL_PATH not in root or "eds" not in root:
         return None
-    eds = np.asarray(root["eds"]["0"][:])
+    labels, eds, bse = root[LABEL_PATH]["0"], root["eds"]["0"], root["bse"]["0"]
     elements = [c["label"] for c in root["eds"].attrs["ome"]["omero"]["channels"]]
-    reference = olivine_labels(dict(zip(elements, eds, strict=True)), settings)
-    valid = eds.any(axis=0) & (np.asarray(root["bse"]["0"][:]) > 0)
-    return region_metrics(predicted, reference, valid)
+    rows, cols = bse.shape
+    regions, total = [], Confusion()
+    for r in range(0, rows, _REGION_PX):
+        for c in range(0, cols, _REGION_PX):
+            box = (slice(r, r + _REGION_PX), slice(c, c + _REGION_PX))
+            maps = np.asarray(eds[(slice(None), *box)])
+            valid = maps.any(axis=0) & (np.asarray(bse[box]) > 0)
+            if not valid.any():
+                continue
+            reference = olivine_labels(dict(zip(elements, maps, strict=True)), settings)
+            cf = confusion(np.asarray(labels[box]) > 0, reference, valid)
+            total = total + cf
+            regions.append({"region": [r // _REGION_PX, c // _REGION_PX], **cf.as_dict()})
+    return {"overall": {**total.as_dict(), "pixels": total.pixels}, "regions": regions}
 
 
 def evaluate_against_truth(

@@ -74,6 +74,7 @@ def train_olivine(
     arch = default_architecture(settings, runtime)
     folder = store / "models" / name
     norm = _normalisation(data.train)
+    sample = _Sampler(data.train, _patch_side(data.train, settings), settings)
     torch.manual_seed(settings.seed)
     model = build_network(arch)
     if settings.init_weights:
@@ -96,7 +97,7 @@ def train_olivine(
         rng = np.random.default_rng([settings.seed, epoch])
         torch.manual_seed(settings.seed * 100_003 + epoch)
         loss, seen = _train_epoch(
-            model, optimiser, data, norm, settings, runtime, rng, epoch, progress
+            model, optimiser, sample, norm, settings, runtime, rng, epoch, progress
         )
         pixels += seen
         val_loss, probabilities = _validate(model, data.validation, norm, runtime)
@@ -249,7 +250,7 @@ def _learning_rate(step: int, total: int, base: float) -> float:
 def _train_epoch(
     model: nn.Module,
     optimiser: torch.optim.Optimizer,
-    data: TrainingData,
+    sample: _Sampler,
     norm: Normalisation,
     settings: OlivineSettings,
     runtime: Runtime,
@@ -258,8 +259,6 @@ def _train_epoch(
     progress: Callable[[TrainProgress], None] | None,
 ) -> tuple[float, int]:
     model.train()
-    side = _patch_side(data.train, settings)
-    sample = _Sampler(data.train, side, settings)
     steps = max(1, settings.patches_per_epoch // settings.batch_size)
     total, weight, pixels = 0.0, 0, 0
     for step in range(steps):
