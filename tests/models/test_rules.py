@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from semlive.errors import InputDataError
-from semlive.models.olivine import load_rule_set, olivine_labels
+from semlive.models.olivine import load_rule_set, olivine_labels, refine_labels
 from semlive.settings import OlivineSettings
 
 S = OlivineSettings()
@@ -31,6 +31,34 @@ def test_missing_elements_are_named():
         olivine_labels({"Mg": np.ones(3), "Ca": np.ones(3)}, S)
 
 
+def _iou(a, b):
+    return (a & b).sum() / (a | b).sum()
+
+
+def test_refinement_moves_eroded_label_edges_onto_the_bse_edges_and_clears_cracks():
+    rng = np.random.default_rng(0)
+    rr, cc = np.mgrid[:160, :200]
+    crystal = (rr - 80) ** 2 / 50**2 + (cc - 100) ** 2 / 70**2 <= 1
+    crack = crystal & (np.abs(rr - 0.3 * cc - 50) < 1.0)  # a 2-px crack across the crystal
+    bse = np.where(crystal, 28_500.0, 25_200.0)  # olivine in glass
+    bse[crack] = 9_000.0
+    bse += rng.normal(0, 590, bse.shape)  # the simulator's BSE noise
+    from scipy.ndimage import binary_erosion
+
+    eds_label = binary_erosion(crystal, iterations=2)  # the rim EDS blur loses
+    known = np.ones(bse.shape, bool)
+    known[:, 180:] = False  # unlabelled pixels never change
+    truth = crystal & ~crack & known
+    refined = refine_labels(bse, eds_label, known, passes=2)
+    assert _iou(eds_label & known, truth) < 0.93
+    assert _iou(refined, truth) > 0.98
+    assert not (refined & crack).any()
+    assert not refined[:, 180:].any()
+    assert (refine_labels(bse, eds_label, known, passes=0) == (eds_label & known)).all()
+    empty = np.zeros_like(known)
+    assert not refine_labels(bse, empty, known).any()
+
+
 def _eds_and_phase(store, session):
     import zarr
 
@@ -50,7 +78,16 @@ def test_olivine_rule_on_simulated_eds_maps_matches_the_truth(small_store, small
     iou = (label & truth & covered).sum() / ((label | truth) & covered).sum()
     # per-pixel Poisson noise and the EDS excitation blur at rims keep it below 1
     assert iou >= 0.85
+    refined = refine_labels(np.asarray(_bse(small_store)), label, covered)
+    # measured on `small`: 0.888 from the rule, 0.959 refined on the BSE edges
+    assert (refined & truth & covered).sum() / ((refined | truth) & covered).sum() >= iou + 0.04
     assert (label & (phase == 2) & covered).sum() / ((phase == 2) & covered).sum() < 0.01
+
+
+def _bse(store):
+    from semlive.calibration import mosaic_image
+
+    return mosaic_image(store).array[:]
 
 
 def test_multi_class_rules_are_data_and_find_each_phase(small_store, small_session):

@@ -13,7 +13,13 @@ from semlive.models.olivine._evaluate import (
     evaluate_against_truth,
     region_metrics,
 )
-from semlive.models.olivine._rules import RuleSet, load_rule_set, olivine_labels, rule_thresholds
+from semlive.models.olivine._rules import (
+    RuleSet,
+    load_rule_set,
+    olivine_labels,
+    refine_labels,
+    rule_thresholds,
+)
 from semlive.models.olivine._segment import (
     LABEL_PATH,
     PROBABILITY_PATH,
@@ -41,6 +47,7 @@ __all__ = [
     "load_rule_set",
     "load_training_data",
     "olivine_labels",
+    "refine_labels",
     "region_metrics",
     "rule_thresholds",
     "sliding_probabilities",

@@ -24,7 +24,7 @@ from semlive.errors import InputDataError
 from semlive.records import SessionInfo
 from semlive.settings import CalibrationSettings, OlivineSettings
 
-from ._rules import olivine_labels
+from ._rules import olivine_labels, refine_labels
 
 __all__ = ["IGNORE", "LabelledTile", "TrainingData", "load_training_data"]
 
@@ -122,10 +122,11 @@ def load_training_data(store: Path, settings: OlivineSettings) -> TrainingData:
         grey = np.asarray(bse[a0:a1, b0:b1], np.float32)
         maps = np.asarray(eds[:, a0:a1, b0:b1])
         olivine = olivine_labels(dict(zip(elements, maps, strict=True)), settings, scales[name])
-        label = np.full(grey.shape, IGNORE, np.uint8)
-        inside = (slice(r0 - a0, r0 - a0 + th), slice(c0 - b0, c0 - b0 + tw))
-        label[inside] = olivine[inside]
-        label[grey <= 0] = IGNORE  # unscanned
+        known = np.zeros(grey.shape, bool)
+        known[r0 - a0 : r0 - a0 + th, c0 - b0 : c0 - b0 + tw] = True
+        known &= grey > 0  # scanned
+        olivine = refine_labels(grey, olivine, known, settings.refine_px)
+        label = np.where(known, olivine, IGNORE).astype(np.uint8)
         if name not in val_names:
             for vr, vc in val_boxes:  # never train on a pixel of a validation tile
                 label[

@@ -19,7 +19,7 @@ from semlive.models._metrics import Confusion, confusion
 from semlive.settings import OlivineSettings
 
 from ._data import _tile_boxes
-from ._rules import olivine_labels
+from ._rules import olivine_labels, refine_labels
 from ._segment import LABEL_PATH
 
 __all__ = ["agreement_with_eds", "eds_tile_mask", "evaluate_against_truth", "region_metrics"]
@@ -68,7 +68,8 @@ def eds_tile_mask(store: Path, shape: tuple[int, int]) -> NDArray[np.bool_]:
 
 
 def agreement_with_eds(store: Path, settings: OlivineSettings) -> dict[str, Any] | None:
-    """The labels against the EDS rules wherever the mosaic has EDS maps (None before
+    """The labels against the EDS-rule labels, refined on the BSE edges as for training,
+    wherever the mosaic has EDS maps (None before
     segmentation or without EDS maps). Read region by region: a section's EDS maps do not fit
     in memory at once."""
     import zarr
@@ -84,10 +85,12 @@ def agreement_with_eds(store: Path, settings: OlivineSettings) -> dict[str, Any]
         for c in range(0, cols, _REGION_PX):
             box = (slice(r, r + _REGION_PX), slice(c, c + _REGION_PX))
             maps = np.asarray(eds[(slice(None), *box)])
-            valid = maps.any(axis=0) & (np.asarray(bse[box]) > 0)
+            grey = np.asarray(bse[box])
+            valid = maps.any(axis=0) & (grey > 0)
             if not valid.any():
                 continue
             reference = olivine_labels(dict(zip(elements, maps, strict=True)), settings)
+            reference = refine_labels(grey, reference, valid, settings.refine_px)
             cf = confusion(np.asarray(labels[box]) > 0, reference, valid)
             total = total + cf
             regions.append({"region": [r // _REGION_PX, c // _REGION_PX], **cf.as_dict()})

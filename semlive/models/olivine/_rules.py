@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from semlive.errors import InputDataError
 from semlive.settings import OlivineSettings
 
-__all__ = ["RuleSet", "load_rule_set", "olivine_labels", "rule_thresholds"]
+__all__ = ["RuleSet", "load_rule_set", "olivine_labels", "refine_labels", "rule_thresholds"]
 
 RULES_FILE = Path(__file__).with_name("rules.toml")
 _NEEDED = ("Mg", "Ca", "Al")
@@ -32,6 +32,7 @@ def rule_thresholds(settings: OlivineSettings) -> dict[str, float]:
         "ca_mg_max": settings.ca_mg_max,
         "al_mg_max": settings.al_mg_max,
         "mg_min_counts": settings.mg_min_counts,
+        "refine_px": settings.refine_px,
     }
 
 
@@ -56,6 +57,51 @@ def olivine_labels(
         & (ca < settings.ca_mg_max * mg)
         & (al < settings.al_mg_max * mg)
     )
+    return out
+
+
+def refine_labels(
+    bse: NDArray[np.floating],
+    olivine: NDArray[np.bool_],
+    known: NDArray[np.bool_],
+    passes: int = 2,
+    sigma_px: float = 3.0,
+    dark_sigmas: float = 4.0,
+) -> NDArray[np.bool_]:
+    """Move the edges of EDS-rule olivine labels onto the edges the BSE image shows.
+
+    X-rays come from a wider volume than backscattered electrons, so at a crystal's edge the
+    neighbour's Ca and Al raise Ca/Mg and Al/Mg above the rule's limits one or two pixels inside
+    the olivine: rule labels lose a rim of every crystal (on the `small` preset they reach IoU
+    0.888 against the truth, nearly all of the loss within 2 px of an edge) and bridge thin
+    cracks. Each of ``passes`` grows the label by one pixel where the BSE is closer to the
+    local level of the labelled olivine than to the local level of the pixels clearly outside
+    it (Gaussian-weighted means, ``sigma_px``); then labelled pixels darker than the local olivine
+    by ``dark_sigmas`` times the BSE noise (cracks, holes) are cleared. Only ``known`` pixels
+    change.
+    """
+    from scipy.ndimage import binary_dilation, gaussian_filter
+
+    grey = np.asarray(bse, np.float32)
+    out = olivine & known
+    if passes <= 0 or not out.any():
+        return out
+
+    def local_mean(mask: NDArray[np.bool_]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        weight = gaussian_filter(mask.astype(np.float32), sigma_px)
+        total = gaussian_filter(np.where(mask, grey, 0).astype(np.float32), sigma_px)
+        return total / np.maximum(weight, 1e-6), weight
+
+    for _ in range(passes):
+        inside, w_in = local_mean(out)
+        outside, w_out = local_mean(known & ~binary_dilation(out, iterations=2))
+        ring = binary_dilation(out) & ~out & known & (w_in > 1e-3)
+        closer = np.abs(grey - inside) < np.abs(grey - outside)
+        out |= ring & ((w_out <= 1e-3) | closer)
+    inside, _ = local_mean(out)
+    residual = (grey - inside)[out]
+    noise = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
+    out &= ~(grey < inside - dark_sigmas * max(noise, 1.0))
     return out
 
 

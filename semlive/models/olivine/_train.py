@@ -135,6 +135,7 @@ def train_olivine(
         "seed": settings.seed,
         "augment_gain": settings.augment_gain,
         "augment_offset_dn": settings.augment_offset_dn,
+        "refine_px": settings.refine_px,
         "init_weights": settings.init_weights,
     }
     card = _card(arch, norm, dlth, data, settings, metrics, training)
