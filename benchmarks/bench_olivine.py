@@ -65,6 +65,7 @@ def network_rates(arch: str, device: str, repeats: int) -> dict[str, float]:
 
 
 def stitched(session: Path, store: Path) -> None:
+    """Ingest and stitch a finished session with drift correction, as semlive does."""
     fast = AcquisitionSettings(
         observer="polling", poll_interval_s=0.01, settle_polls=1, quarantine_after_s=0.0
     )

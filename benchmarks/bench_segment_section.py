@@ -21,10 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from semlive.calibration import drift_correction
+from bench_olivine import stitched  # run as a script: benchmarks/ is on sys.path
+
 from semlive.models.olivine import OlivineSegmenter, train_olivine
-from semlive.settings import AcquisitionSettings, OlivineSettings, Settings
-from semlive.streaming import stitch_session
+from semlive.settings import OlivineSettings
 from semlive.virtual_sem import simulate
 
 SECTION_GPX = 1.5
@@ -45,15 +45,8 @@ def main() -> None:
             session = work / "session"
             simulate(session, "section", seed=0)
         store = store or work / "store"
-        fast = AcquisitionSettings(
-            observer="polling", poll_interval_s=0.01, settle_polls=1, quarantine_after_s=0.0
-        )
-        settings = Settings(acquisition=fast)
         started = time.perf_counter()
-        for _ in stitch_session(
-            session, store, settings, correction=drift_correction(settings.calibration)
-        ):
-            pass
+        stitched(session, store)
         result["stitch_seconds"] = round(time.perf_counter() - started, 1)
     settings_olivine = OlivineSettings()
     if not (store / "models" / "olivine").exists():

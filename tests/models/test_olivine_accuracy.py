@@ -60,6 +60,16 @@ def test_unseen_tiles_accuracy_against_the_truth(unseen):
     assert sum(r["tp"] for r in unseen["regions"]) == overall["tp"]
 
 
+@pytest.mark.xfail(strict=True, reason="issue 7 open: IoU 0.52 / OA 0.944 reached, see note")
+def test_unseen_tiles_reach_the_issues_accuracy(unseen):
+    """The issue's bar, kept executable: an unexpected pass fails the run, so whoever reaches
+    it turns this into a plain test."""
+    overall = unseen["overall"]
+    assert overall["iou"] >= 0.90
+    assert overall["overall_accuracy"] >= 0.99
+    assert unseen["clinopyroxene_as_olivine"] <= 0.05
+
+
 def test_sliding_windows_beat_patch_wise_inference_at_window_borders(trained, small_session):
     settings = OlivineSettings()
     segmenter = OlivineSegmenter(trained, settings)

@@ -8,6 +8,7 @@ left out, so the figure is for tiles the network never saw.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,21 +28,33 @@ __all__ = ["agreement_with_eds", "eds_tile_mask", "evaluate_against_truth", "reg
 _REGION_PX = 1024
 
 
+def _per_region(
+    shape: tuple[int, ...], score: Callable[[tuple[slice, slice]], Confusion | None]
+) -> dict[str, Any]:
+    """``score(box)`` for every 1024² region (None: nothing to score there), and the total."""
+    rows, cols = shape
+    regions, total = [], Confusion()
+    for r in range(0, rows, _REGION_PX):
+        for c in range(0, cols, _REGION_PX):
+            cf = score((slice(r, r + _REGION_PX), slice(c, c + _REGION_PX)))
+            if cf is None:
+                continue
+            total = total + cf
+            regions.append({"region": [r // _REGION_PX, c // _REGION_PX], **cf.as_dict()})
+    return {"overall": {**total.as_dict(), "pixels": total.pixels}, "regions": regions}
+
+
 def region_metrics(
     predicted: NDArray[np.bool_], reference: NDArray[np.bool_], valid: NDArray[np.bool_]
 ) -> dict[str, Any]:
     """Confusion counts, IoU and OA per 1024² region and overall."""
-    rows, cols = predicted.shape
-    regions, total = [], Confusion()
-    for r in range(0, rows, _REGION_PX):
-        for c in range(0, cols, _REGION_PX):
-            box = (slice(r, r + _REGION_PX), slice(c, c + _REGION_PX))
-            if not valid[box].any():
-                continue
-            cf = confusion(predicted[box], reference[box], valid[box])
-            total = total + cf
-            regions.append({"region": [r // _REGION_PX, c // _REGION_PX], **cf.as_dict()})
-    return {"overall": {**total.as_dict(), "pixels": total.pixels}, "regions": regions}
+
+    def score(box: tuple[slice, slice]) -> Confusion | None:
+        if not valid[box].any():
+            return None
+        return confusion(predicted[box], reference[box], valid[box])
+
+    return _per_region(predicted.shape, score)
 
 
 def _labels(store: Path) -> NDArray[np.bool_] | None:
@@ -68,10 +81,9 @@ def eds_tile_mask(store: Path, shape: tuple[int, int]) -> NDArray[np.bool_]:
 
 
 def agreement_with_eds(store: Path, settings: OlivineSettings) -> dict[str, Any] | None:
-    """The labels against the EDS-rule labels, refined on the BSE edges as for training,
-    wherever the mosaic has EDS maps (None before
-    segmentation or without EDS maps). Read region by region: a section's EDS maps do not fit
-    in memory at once."""
+    """The labels against the EDS-rule labels (refined on the BSE edges as for training)
+    wherever the mosaic has EDS maps; None before segmentation or without EDS maps. Read
+    region by region: a section's EDS maps do not fit in memory at once."""
     import zarr
 
     root: Any = zarr.open_group(str(store / "mosaic.zarr"), mode="r")
@@ -79,22 +91,18 @@ def agreement_with_eds(store: Path, settings: OlivineSettings) -> dict[str, Any]
         return None
     labels, eds, bse = root[LABEL_PATH]["0"], root["eds"]["0"], root["bse"]["0"]
     elements = [c["label"] for c in root["eds"].attrs["ome"]["omero"]["channels"]]
-    rows, cols = bse.shape
-    regions, total = [], Confusion()
-    for r in range(0, rows, _REGION_PX):
-        for c in range(0, cols, _REGION_PX):
-            box = (slice(r, r + _REGION_PX), slice(c, c + _REGION_PX))
-            maps = np.asarray(eds[(slice(None), *box)])
-            grey = np.asarray(bse[box])
-            valid = maps.any(axis=0) & (grey > 0)
-            if not valid.any():
-                continue
-            reference = olivine_labels(dict(zip(elements, maps, strict=True)), settings)
-            reference = refine_labels(grey, reference, valid, settings.refine_px)
-            cf = confusion(np.asarray(labels[box]) > 0, reference, valid)
-            total = total + cf
-            regions.append({"region": [r // _REGION_PX, c // _REGION_PX], **cf.as_dict()})
-    return {"overall": {**total.as_dict(), "pixels": total.pixels}, "regions": regions}
+
+    def score(box: tuple[slice, slice]) -> Confusion | None:
+        maps = np.asarray(eds[(slice(None), *box)])
+        grey = np.asarray(bse[box])
+        valid = maps.any(axis=0) & (grey > 0)
+        if not valid.any():
+            return None
+        reference = olivine_labels(dict(zip(elements, maps, strict=True)), settings)
+        reference = refine_labels(grey, reference, valid, settings.refine_px)
+        return confusion(np.asarray(labels[box]) > 0, reference, valid)
+
+    return _per_region(bse.shape, score)
 
 
 def evaluate_against_truth(
