@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.semlive-installed
 
-.PHONY: demo test
+.PHONY: demo test browser
 .DEFAULT_GOAL := test
 
 $(BIN)/python:
@@ -19,8 +19,17 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/semlive demo
 
+## Headless Chromium for the report test (Debian's package; installed when missing and root).
+browser:
+	@command -v chromium >/dev/null || { \
+	  echo "installing Debian's chromium (the HTML report test renders the report with it)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; } || \
+	  echo "could not install chromium: install Debian's chromium package to run the report test"; }
+
 ## Lint, import layering, type check of the package, then the test suite.
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports

@@ -438,6 +438,34 @@ def segment_command(
     typer.echo(f"labels: {store / 'mosaic.zarr' / 'bse' / 'labels' / 'olivine'}")
 
 
+@app.command("export")
+def export_command(
+    store: StoreArgument,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for the exports (default: STORE/catalogue).", show_default=False),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Catalogue every olivine crystal; write tables, GeoJSON, crystal images, figures, report."""
+    from semlive.catalogue import export_catalogue
+    from semlive.settings import load_settings
+
+    settings = load_settings(config)
+    _configure_logging(settings.log.level)
+    report = export_catalogue(store, settings.catalogue, out)
+    summary = report.catalogue.summary()
+    classes = ", ".join(f"{n} {name}s" for name, n in summary["size_classes"].items())
+    zoning = ", ".join(f"{n} {kind}" for kind, n in summary["phenocryst_zoning"].items())
+    seconds = sum(report.seconds.values())
+    typer.echo(
+        f"{summary['crystals']} olivine crystals ({classes}); phenocryst zoning: {zoning}; "
+        f"{summary['touching_edge']} touch the mosaic border or a gap; {seconds:.1f} s"
+    )
+    typer.echo(f"catalogue: {report.files['csv']} (and .parquet), {report.files['geojson']}")
+    typer.echo(f"report (opens offline in a browser): {report.files['report']}")
+
+
 @app.command("status")
 def status_command(
     store: Annotated[

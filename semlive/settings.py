@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from semlive.errors import ConfigError
 
@@ -27,6 +27,7 @@ __all__ = [
     "ENV_PREFIX",
     "AcquisitionSettings",
     "CalibrationSettings",
+    "CatalogueSettings",
     "LogSettings",
     "OlivineSettings",
     "Settings",
@@ -293,6 +294,72 @@ class OlivineSettings(_Section):
     seed: int = Field(0, ge=0, description="Seed of the split, the patches and the weights.")
 
 
+class CatalogueSettings(_Section):
+    """How olivine crystals are delimited, measured, typed and exported (Leichter et al. 2022)."""
+
+    min_area_um2: float = Field(
+        100.0,
+        ge=0,
+        description="Crystals of this area (µm², inside the outer outline) or less are not listed.",
+    )
+    microphenocryst_um2: float = Field(
+        1_000.0, gt=0, description="Smallest area (µm², exclusive) of a microphenocryst."
+    )
+    phenocryst_um2: float = Field(
+        10_000.0, gt=0, description="Smallest area (µm², exclusive) of a phenocryst."
+    )
+    rim_exclusion_px: float = Field(
+        2.0,
+        ge=0,
+        description="b: the outer band (px) left out of the rim, where BSE and the mask blur.",
+    )
+    inner_margin_px: float = Field(
+        3.0,
+        ge=0,
+        description="Pixels this close to a crack, hole or inclusion inside a crystal are left "
+        "out of its BSE and mg# means (both mix across the gap).",
+    )
+    neck_ratio: float = Field(
+        0.7,
+        gt=0,
+        description="Touching crystals are split where the outline pinches to a neck shorter "
+        "than this times the width of the thinner crystal (smaller: fewer splits).",
+    )
+    normal_below: float = Field(
+        0.96,
+        gt=0,
+        description="Phenocrysts with a core/rim BSE ratio below this are normally zoned.",
+    )
+    reverse_above: float = Field(
+        1.04,
+        gt=0,
+        description="Phenocrysts with a core/rim BSE ratio above this are reversely zoned.",
+    )
+    black_level_dn: float | Literal["auto"] = Field(
+        "auto",
+        description="BSE signal of empty resin (vesicles, holes, cracks), subtracted before the "
+        "core/rim ratio; auto: the median of the darkest 0.5 % of the scanned pixels.",
+    )
+    block_px: int = Field(
+        4096,
+        ge=512,
+        multiple_of=512,
+        description="Side of the blocks the mosaic is labelled in (memory grows with its square).",
+    )
+    crops: bool = Field(
+        True, description="Write an image of every crystal (crops/<class>[-<zoning>]/<id>.png)."
+    )
+
+    @field_validator("phenocryst_um2", "reverse_above")
+    @classmethod
+    def _above_the_lower_bound(cls, value: float, info: ValidationInfo) -> float:
+        lower = {"phenocryst_um2": "microphenocryst_um2", "reverse_above": "normal_below"}
+        name = lower[str(info.field_name)]
+        if name in info.data and value <= info.data[name]:
+            raise ValueError(f"a value above {name} = {info.data[name]}")
+        return value
+
+
 class Settings(_Section):
     """All of semlive's configuration, one section per part of the data flow."""
 
@@ -310,6 +377,10 @@ class Settings(_Section):
     olivine: OlivineSettings = Field(
         OlivineSettings(),
         description="Olivine segmentation: EDS-rule labels, training, sliding-window inference.",
+    )
+    catalogue: CatalogueSettings = Field(
+        CatalogueSettings(),
+        description="The crystal catalogue: instances, sizes, zoning, mg#, exports.",
     )
 
     def non_defaults(self) -> dict[str, Any]:

@@ -1,0 +1,123 @@
+"""Benchmark: the crystal catalogue of a stitched store — time, peak memory, time per Gpx.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_catalogue.py --session SESSION --store STORE [...]
+
+Each store is a stitched simulated session (``semlive stitch``; the ``section`` preset for the
+issue's figure). With ``--labels truth`` (the default) the store's olivine mask is set to the
+truth's olivine first and the store is calibrated (mg# map), so the catalogue is scored on its
+own; with ``--labels store`` the store's own segmentation (``semlive segment``) is used. The
+catalogue and every export run in a fresh process, so its peak RSS is the catalogue's own.
+Prints one JSON object per store: seconds by phase, s/Gpx, the time for the paper's 1.5 Gpx
+section, peak RSS, and the scores against the truth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def truth_labels(store: Path, session: Path) -> None:
+    """Replace the store's olivine mask by the truth's olivine, then recalibrate (mg# map)."""
+    import zarr
+
+    from semlive.calibration import calibrate_store
+    from semlive.settings import CalibrationSettings
+    from semlive.streaming import truth_on_mosaic
+
+    mask = truth_on_mosaic(store, session / "_truth", ("phase",))["phase"] == 1
+    root = zarr.open_group(str(store / "mosaic.zarr"), mode="r+")
+    if "olivine_probability" in root:
+        del root["olivine_probability"]
+    if "bse/labels/olivine" in root:
+        del root["bse/labels/olivine"]
+    group = root.require_group("bse/labels/olivine")
+    for k in range(len(root["bse"].attrs["ome"]["multiscales"][0]["datasets"])):
+        like = root["bse"][str(k)]
+        array = group.create_array(
+            str(k), shape=like.shape, chunks=like.chunks, dtype="uint8", fill_value=0
+        )
+        array[:] = mask[:: 2**k, :: 2**k][: like.shape[0], : like.shape[1]].astype(np.uint8)
+    calibrate_store(store, CalibrationSettings(), session)
+
+
+def measure(store: Path, crops: bool) -> dict[str, object]:
+    """Run in a fresh process: the catalogue and its exports, timed, with the peak RSS."""
+    from semlive.catalogue import export_catalogue
+    from semlive.settings import CatalogueSettings
+
+    started = time.perf_counter()
+    report = export_catalogue(store, CatalogueSettings(crops=crops))
+    total = time.perf_counter() - started
+    shape = report.catalogue.layers.shape
+    return {
+        "mosaic_px": shape[0] * shape[1],
+        "crystals": len(report.catalogue.rows),
+        "seconds": report.seconds,
+        "seconds_total": total,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--session", type=Path, action="append", required=True)
+    parser.add_argument("--store", type=Path, action="append", required=True)
+    parser.add_argument("--labels", choices=("truth", "store"), default="truth")
+    parser.add_argument("--no-crops", action="store_true")
+    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure(args.store[0], not args.no_crops)))
+        return
+    import csv
+
+    from semlive.catalogue import evaluate_catalogue
+
+    for session, store in zip(args.session, args.store, strict=True):
+        if args.labels == "truth":
+            truth_labels(store, session)
+        command = [sys.executable, __file__, "--measure", "--session", str(session)]
+        command += ["--store", str(store)] + (["--no-crops"] if args.no_crops else [])
+        result = subprocess.run(command, capture_output=True, text=True, check=True)
+        figures = json.loads(result.stdout.strip().splitlines()[-1])
+        with (store / "catalogue" / "crystals.csv").open(newline="") as f:
+            rows = [_row(r) for r in csv.DictReader(f)]
+        scores = evaluate_catalogue(store, session / "_truth", rows)
+        catalogue_s = sum(
+            v for k, v in figures["seconds"].items() if k in ("instances", "measure", "labels")
+        )
+        gpx = figures["mosaic_px"] / 1e9
+        figures.update(
+            {
+                "store": str(store),
+                "labels": args.labels,
+                "catalogue_s_per_gpx": catalogue_s / gpx,
+                "all_exports_s_per_gpx": figures["seconds_total"] / gpx,
+                "minutes_for_1.5_gpx_catalogue": catalogue_s / gpx * 1.5 / 60,
+                "minutes_for_1.5_gpx_with_exports": figures["seconds_total"] / gpx * 1.5 / 60,
+                "scores": scores,
+            }
+        )
+        print(json.dumps(figures, default=float))
+
+
+def _row(r: dict[str, str]) -> dict[str, object]:
+    out: dict[str, object] = dict(r)
+    out["crystal_id"] = int(r["crystal_id"])
+    for key in ("area_um2", "mg_mean", "mg_core", "mg_rim", "core_rim_ratio"):
+        out[key] = float(r[key]) if r[key] else float("nan")
+    return out
+
+
+if __name__ == "__main__":
+    main()
