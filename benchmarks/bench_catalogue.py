@@ -23,30 +23,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 
 def truth_labels(store: Path, session: Path) -> None:
     """Replace the store's olivine mask by the truth's olivine, then recalibrate (mg# map)."""
-    import zarr
-
     from semlive.calibration import calibrate_store
+    from semlive.catalogue import use_truth_olivine
     from semlive.settings import CalibrationSettings
-    from semlive.streaming import truth_on_mosaic
 
-    mask = truth_on_mosaic(store, session / "_truth", ("phase",))["phase"] == 1
-    root = zarr.open_group(str(store / "mosaic.zarr"), mode="r+")
-    if "olivine_probability" in root:
-        del root["olivine_probability"]
-    if "bse/labels/olivine" in root:
-        del root["bse/labels/olivine"]
-    group = root.require_group("bse/labels/olivine")
-    for k in range(len(root["bse"].attrs["ome"]["multiscales"][0]["datasets"])):
-        like = root["bse"][str(k)]
-        array = group.create_array(
-            str(k), shape=like.shape, chunks=like.chunks, dtype="uint8", fill_value=0
-        )
-        array[:] = mask[:: 2**k, :: 2**k][: like.shape[0], : like.shape[1]].astype(np.uint8)
+    use_truth_olivine(store, session / "_truth")
     calibrate_store(store, CalibrationSettings(), session)
 
 
@@ -79,7 +63,7 @@ def main() -> None:
     if args.measure:
         print(json.dumps(measure(args.store[0], not args.no_crops)))
         return
-    import csv
+    import pyarrow.parquet as pq
 
     from semlive.catalogue import evaluate_catalogue
 
@@ -90,8 +74,7 @@ def main() -> None:
         command += ["--store", str(store)] + (["--no-crops"] if args.no_crops else [])
         result = subprocess.run(command, capture_output=True, text=True, check=True)
         figures = json.loads(result.stdout.strip().splitlines()[-1])
-        with (store / "catalogue" / "crystals.csv").open(newline="") as f:
-            rows = [_row(r) for r in csv.DictReader(f)]
+        rows = pq.read_table(store / "catalogue" / "crystals.parquet").to_pylist()
         scores = evaluate_catalogue(store, session / "_truth", rows)
         catalogue_s = sum(
             v for k, v in figures["seconds"].items() if k in ("instances", "measure", "labels")
@@ -109,14 +92,6 @@ def main() -> None:
             }
         )
         print(json.dumps(figures, default=float))
-
-
-def _row(r: dict[str, str]) -> dict[str, object]:
-    out: dict[str, object] = dict(r)
-    out["crystal_id"] = int(r["crystal_id"])
-    for key in ("area_um2", "mg_mean", "mg_core", "mg_rim", "core_rim_ratio"):
-        out[key] = float(r[key]) if r[key] else float("nan")
-    return out
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from semlive.catalogue._catalogue import (
     live_summary,
     summarize,
 )
-from semlive.catalogue._evaluate import evaluate_catalogue, match_crystals
+from semlive.catalogue._evaluate import evaluate_catalogue, match_crystals, use_truth_olivine
 from semlive.catalogue._export import ExportReport, export_catalogue, polygon_of, write_tables
 from semlive.catalogue._instances import Components, find_components
 from semlive.catalogue._measure import COLUMNS
@@ -35,5 +35,6 @@ __all__ = [
     "match_crystals",
     "polygon_of",
     "summarize",
+    "use_truth_olivine",
     "write_tables",
 ]

@@ -194,8 +194,7 @@ def write_crystal_labels(
     of_component[list(measured.ids)] = list(measured.ids.values())
     lookup = np.concatenate([[0], of_component[components.of_part]]).astype(np.uint32)
     step = 2 ** (len(levels) - 1)
-    size = max(block_px // step, 1) * step  # blocks aligned with every pyramid level
-    if size != block_px:
+    if block_px % step:  # blocks must align with every pyramid level
         raise ValueError(f"block_px {block_px} must be a multiple of {step}")
     for b, (r0, c0, r1, c1) in enumerate(blocks(layers.shape, block_px)):
         labels, _ = label_block(np.asarray(layers.olivine[r0:r1, c0:c1]) > 0)

@@ -16,7 +16,30 @@ import numpy as np
 
 from semlive.catalogue._catalogue import CRYSTALS_PATH
 
-__all__ = ["evaluate_catalogue", "match_crystals"]
+__all__ = ["evaluate_catalogue", "match_crystals", "use_truth_olivine"]
+
+
+def use_truth_olivine(store: Path, truth: Path) -> None:
+    """Write the truth's olivine (on the mosaic grid) as the store's ``bse/labels/olivine``, every
+    pyramid level, so a catalogue can be scored apart from the segmentation. Any network
+    probability image is removed: it belongs to the labels being replaced."""
+    import zarr
+
+    from semlive.streaming import truth_on_mosaic
+
+    olivine_id = int(next(k for k, v in _phases(truth).items() if v == "olivine"))
+    mask = truth_on_mosaic(store, truth, ("phase",))["phase"] == olivine_id
+    root: Any = zarr.open_group(str(store / "mosaic.zarr"), mode="r+")
+    for path in ("olivine_probability", "bse/labels/olivine"):
+        if path in root:
+            del root[path]
+    group = root.require_group("bse/labels/olivine")
+    for k in range(len(root["bse"].attrs["ome"]["multiscales"][0]["datasets"])):
+        like = root["bse"][str(k)]
+        array = group.create_array(
+            str(k), shape=like.shape, chunks=like.chunks, dtype="uint8", fill_value=0
+        )
+        array[:] = mask[:: 2**k, :: 2**k][: like.shape[0], : like.shape[1]].astype(np.uint8)
 
 
 def match_crystals(

@@ -96,15 +96,16 @@ class Layers:
 
 def open_layers(root: Any) -> Layers:
     """The layers of an open ``mosaic.zarr`` group (olivine labels required)."""
-    multiscales = root["bse"].attrs["ome"]["multiscales"][0]
-    transforms = multiscales["datasets"][0]["coordinateTransformations"]
-    ty, tx = (float(v) for v in transforms[1]["translation"][-2:])
+    from semlive.streaming._mosaic import _geometry_of
+
+    geometry = _geometry_of(root["bse"])
+    tx, ty = geometry.origin_um
     return Layers(
         olivine=root["bse/labels/olivine/0"],
         bse=root["bse/0"],
         mgnumber=root["mgnumber/0"] if "mgnumber" in root else None,
         probability=(root["olivine_probability/0"] if "olivine_probability" in root else None),
-        scale_um=float(transforms[0]["scale"][-1]),
+        scale_um=geometry.pixel_size_um,
         translation_um=(ty, tx),
     )
 

@@ -11,13 +11,18 @@ import csv
 import json
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from semlive.calibration import calibrate_store
-from semlive.catalogue import COLUMNS, CRYSTALS_PATH, evaluate_catalogue, export_catalogue
+from semlive.catalogue import (
+    COLUMNS,
+    CRYSTALS_PATH,
+    evaluate_catalogue,
+    export_catalogue,
+    use_truth_olivine,
+)
 from semlive.cli import main
 from semlive.settings import CalibrationSettings, CatalogueSettings
 from semlive.streaming import truth_on_mosaic
@@ -39,26 +44,11 @@ CONTRACT = [
 ]
 
 
-def write_olivine_labels(store: Path, mask: np.ndarray) -> None:
-    """``bse/labels/olivine`` with its pyramid (nearest), as `semlive segment` writes it."""
-    import zarr
-
-    root = zarr.open_group(str(store / "mosaic.zarr"), mode="r+")
-    group = root.require_group("bse/labels/olivine")
-    for k in range(len(root["bse"].attrs["ome"]["multiscales"][0]["datasets"])):
-        like = root["bse"][str(k)]
-        array = group.create_array(
-            str(k), shape=like.shape, chunks=like.chunks, dtype="uint8", fill_value=0
-        )
-        array[:] = mask[:: 2**k, :: 2**k][: like.shape[0], : like.shape[1]].astype(np.uint8)
-
-
 @pytest.fixture(scope="module")
 def exported(small_store, small_session, tmp_path_factory):
     store = tmp_path_factory.mktemp("catalogue") / "store"
     shutil.copytree(small_store, store)
-    phase = truth_on_mosaic(store, small_session / "_truth", ("phase",))["phase"]
-    write_olivine_labels(store, phase == 1)
+    use_truth_olivine(store, small_session / "_truth")
     calibrate_store(store, CalibrationSettings(), small_session)
     report = export_catalogue(store, CatalogueSettings())
     return store, report
