@@ -10,7 +10,8 @@ truth's olivine first and the store is calibrated (mg# map), so the catalogue is
 own; with ``--labels store`` the store's own segmentation (``semlive segment``) is used. The
 catalogue and every export run in a fresh process, so its peak RSS is the catalogue's own.
 Prints one JSON object per store: seconds by phase, s/Gpx, the time for the paper's 1.5 Gpx
-section, peak RSS, and the scores against the truth.
+section, the peak RSS of the process and of its largest worker (``catalogue.workers``), and the
+scores against the truth.
 """
 
 from __future__ import annotations
@@ -37,10 +38,13 @@ def truth_labels(store: Path, session: Path) -> None:
 def measure(store: Path, crops: bool) -> dict[str, object]:
     """Run in a fresh process: the catalogue and its exports, timed, with the peak RSS."""
     from semlive.catalogue import export_catalogue
+    from semlive.catalogue._instances import blocks
+    from semlive.catalogue._pool import worker_count
     from semlive.settings import CatalogueSettings
 
+    settings = CatalogueSettings(crops=crops)
     started = time.perf_counter()
-    report = export_catalogue(store, CatalogueSettings(crops=crops))
+    report = export_catalogue(store, settings)
     total = time.perf_counter() - started
     shape = report.catalogue.layers.shape
     return {
@@ -48,8 +52,23 @@ def measure(store: Path, crops: bool) -> dict[str, object]:
         "crystals": len(report.catalogue.rows),
         "seconds": report.seconds,
         "seconds_total": total,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "workers": worker_count(settings.workers, len(list(blocks(shape, settings.block_px)))),
+        "peak_rss_mb": _peak_rss_mb(),
+        # the largest worker's peak (Linux counts what a child inherits at its fork, so this is
+        # an upper bound)
+        "peak_rss_worker_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
     }
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss, it does not carry over
+    the high-water mark of the process that started this one)."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:

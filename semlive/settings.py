@@ -17,7 +17,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
@@ -345,6 +345,11 @@ class CatalogueSettings(_Section):
         ge=512,
         multiple_of=512,
         description="Side of the blocks the mosaic is labelled in (memory grows with its square).",
+    )
+    workers: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto",
+        description="Processes that label, measure and write blocks in parallel (each holds one "
+        "block); auto: the available cores, at most 4.",
     )
     crops: bool = Field(
         True, description="Write an image of every crystal (crops/<class>[-<zoning>]/<id>.png)."

@@ -21,6 +21,7 @@ from semlive.catalogue._measure import (
     measure,
     open_layers,
 )
+from semlive.catalogue._pool import TaskMap, task_map, worker_count
 from semlive.errors import InputDataError
 from semlive.settings import CatalogueSettings
 
@@ -118,27 +119,32 @@ def build_catalogue(
             path=store,
         )
     seconds: dict[str, float] = {}
-    started = time.perf_counter()
     layers = open_layers(root)
-    components = find_components(layers.olivine, settings.block_px)
-    seconds["instances"] = time.perf_counter() - started
-    black = black_level(root, settings)
-    tiles = _tiles(store, layers)
-    started = time.perf_counter()
-    measured = measure(layers, components, settings, black, tiles)
-    rows, ids, splits = measured.rows, measured.ids, measured.splits
-    seconds["measure"] = time.perf_counter() - started
-    if write_labels:
+    workers = worker_count(settings.workers, len(list(blocks(layers.shape, settings.block_px))))
+    with task_map(workers) as map_:
         started = time.perf_counter()
-        write_crystal_labels(root, layers, components, measured, settings.block_px)
-        seconds["labels"] = time.perf_counter() - started
+        components = find_components(layers.olivine, settings.block_px, map_)
+        seconds["instances"] = time.perf_counter() - started
+        black = black_level(root, settings)
+        tiles = _tiles(store, layers)
+        started = time.perf_counter()
+        measured = measure(layers, components, settings, black, tiles, map_)
+        seconds["measure"] = time.perf_counter() - started
+        if write_labels:
+            started = time.perf_counter()
+            write_crystal_labels(root, layers, components, measured, settings.block_px, map_)
+            seconds["labels"] = time.perf_counter() - started
     log.info(
-        "catalogue: %d crystals from %d olivine components (black level %.0f DN)",
-        len(rows),
+        "catalogue: %d crystals from %d olivine components (black level %.0f DN, %d worker%s)",
+        len(measured.rows),
         len(components),
         black,
+        workers,
+        "" if workers == 1 else "s",
     )
-    return Catalogue(rows, layers, components, ids, splits, black, seconds)
+    return Catalogue(
+        measured.rows, layers, components, measured.ids, measured.splits, black, seconds
+    )
 
 
 def _tiles(store: Path, layers: Layers) -> TileFootprints:
@@ -160,10 +166,16 @@ def _tiles(store: Path, layers: Layers) -> TileFootprints:
 
 
 def write_crystal_labels(
-    root: Any, layers: Layers, components: Components, measured: Measured, block_px: int
+    root: Any,
+    layers: Layers,
+    components: Components,
+    measured: Measured,
+    block_px: int,
+    map_: TaskMap = map,
 ) -> None:
     """``bse/labels/crystals``: uint32 instance image (value = crystal_id), OME-Zarr labels with
-    a pyramid of nearest-neighbour levels, written block by block."""
+    a pyramid of nearest-neighbour levels, written block by block (the blocks run by ``map_``).
+    """
     bse = root["bse"]
     multiscales = bse.attrs["ome"]["multiscales"][0]
     like = [bse[d["path"]] for d in multiscales["datasets"]]
@@ -190,26 +202,81 @@ def write_crystal_labels(
         "multiscales": [{**multiscales, "name": "crystals"}],
         "image-label": {"version": "0.5", "source": {"image": "../../"}},
     }
-    of_component = np.zeros(len(components), np.uint32)
-    of_component[list(measured.ids)] = list(measured.ids.values())
-    lookup = np.concatenate([[0], of_component[components.of_part]]).astype(np.uint32)
     step = 2 ** (len(levels) - 1)
     if block_px % step:  # blocks must align with every pyramid level
         raise ValueError(f"block_px {block_px} must be a multiple of {step}")
-    for b, (r0, c0, r1, c1) in enumerate(blocks(layers.shape, block_px)):
-        labels, _ = label_block(np.asarray(layers.olivine[r0:r1, c0:c1]) > 0)
-        part = np.where(labels > 0, labels + components.offsets[b], 0)
-        out = lookup[part]
-        for (w0, w1), split in measured.splits.values():  # touching crystals, split
-            h, w = split.shape
-            if w0 < r1 and w0 + h > r0 and w1 < c1 and w1 + w > c0:
-                a0, b0 = max(w0, r0), max(w1, c0)
-                a1, b1 = min(w0 + h, r1), min(w1 + w, c1)
-                piece = split[a0 - w0 : a1 - w0, b0 - w1 : b1 - w1]
-                view = out[a0 - r0 : a1 - r0, b0 - c0 : b1 - c0]
-                view[piece > 0] = piece[piece > 0]
-        if not out.any():
-            continue
-        for k, level in enumerate(levels):
+    of_component = np.zeros(len(components), np.uint32)
+    of_component[list(measured.ids)] = list(measured.ids.values())
+    crystal_of_part = of_component[components.of_part]
+    spans = list(blocks(layers.shape, block_px))
+    ends = [*components.offsets[1:].tolist(), len(components.of_part)]
+    tasks = []
+    for b, span in enumerate(spans):
+        lookup = np.concatenate([[0], crystal_of_part[components.offsets[b] : ends[b]]])
+        tasks.append(
+            _LabelBlock(
+                layers.olivine,
+                levels,
+                span,
+                block_px,
+                lookup.astype(np.uint32),
+                _splits_over(measured, span),
+            )
+        )
+    for span, coarse in zip(spans, map_(_write_label_block, tasks), strict=True):
+        for k, piece in coarse:  # levels whose chunks the block shares with its neighbours
             f = 2**k
-            level[r0 // f : -(-r1 // f), c0 // f : -(-c1 // f)] = out[::f, ::f]
+            levels[k][span[0] // f : -(-span[2] // f), span[1] // f : -(-span[3] // f)] = piece
+
+
+@dataclass(frozen=True, slots=True)
+class _LabelBlock:
+    """One block of ``bse/labels/crystals`` to write: where, the crystal of each local olivine
+    label, and the split crystals that reach into it (window origin and labels)."""
+
+    olivine: Any
+    levels: list[Any]
+    span: tuple[int, int, int, int]
+    block_px: int
+    lookup: NDArray[np.uint32]
+    splits: list[tuple[tuple[int, int], NDArray[np.uint32]]]
+
+
+def _splits_over(
+    measured: Measured, span: tuple[int, int, int, int]
+) -> list[tuple[tuple[int, int], NDArray[np.uint32]]]:
+    r0, c0, r1, c1 = span
+    return [
+        (origin, split)
+        for origin, split in measured.splits.values()
+        if origin[0] < r1
+        and origin[0] + split.shape[0] > r0
+        and origin[1] < c1
+        and origin[1] + split.shape[1] > c0
+    ]
+
+
+def _write_label_block(task: _LabelBlock) -> list[tuple[int, NDArray[np.uint32]]]:
+    """Write a block's levels whose chunks it owns; return the others' pieces (level, pixels)
+    for the caller to write, so no two processes write one chunk."""
+    r0, c0, r1, c1 = task.span
+    labels, _ = label_block(np.asarray(task.olivine[r0:r1, c0:c1]) > 0)
+    out = task.lookup[labels]
+    for (w0, w1), split in task.splits:  # touching crystals, split
+        h, w = split.shape
+        a0, b0 = max(w0, r0), max(w1, c0)
+        a1, b1 = min(w0 + h, r1), min(w1 + w, c1)
+        piece = split[a0 - w0 : a1 - w0, b0 - w1 : b1 - w1]
+        view = out[a0 - r0 : a1 - r0, b0 - c0 : b1 - c0]
+        view[piece > 0] = piece[piece > 0]
+    coarse: list[tuple[int, NDArray[np.uint32]]] = []
+    if not out.any():
+        return coarse
+    for k, level in enumerate(task.levels):
+        f = 2**k
+        pixels = out[::f, ::f]
+        if all((task.block_px // f) % chunk == 0 for chunk in level.chunks):  # aligned blocks
+            level[r0 // f : -(-r1 // f), c0 // f : -(-c1 // f)] = pixels
+        else:
+            coarse.append((k, pixels))
+    return coarse

@@ -23,7 +23,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from semlive.catalogue._catalogue import Catalogue, build_catalogue
-from semlive.catalogue._measure import COLUMNS, Window, windows
+from semlive.catalogue._instances import Components
+from semlive.catalogue._measure import COLUMNS, Layers, Window, block_groups, group_windows
+from semlive.catalogue._pool import task_map, worker_count
 from semlive.settings import CatalogueSettings
 
 __all__ = ["ExportReport", "export_catalogue", "polygon_of", "write_tables"]
@@ -152,33 +154,25 @@ def _corners(ring: NDArray[np.float64]) -> NDArray[np.float64]:
     return ring[keep]
 
 
-def _crystal_windows(
-    catalogue: Catalogue, settings: CatalogueSettings
-) -> Iterator[tuple[int, Window]]:
-    """Each crystal (``crystal_id``, its window), touching crystals one by one."""
-    from scipy.ndimage import binary_fill_holes
+@dataclass(frozen=True, slots=True)
+class _Shapes:
+    """One group of crystals to outline (and crop): a task of :func:`_write_shapes`."""
 
-    members = sorted({*catalogue.ids, *catalogue.splits})
-    for w in windows(
-        catalogue.layers, catalogue.components, members, settings, margin=_CROP_MARGIN_PX
-    ):
-        if w.component in catalogue.ids:
-            yield catalogue.ids[w.component], w
-            continue
-        (o0, o1), split = catalogue.splits[w.component]
-        labels = np.zeros(w.crystal.shape, np.uint32)
-        r, c = o0 - w.origin[0], o1 - w.origin[1]
-        labels[r : r + split.shape[0], c : c + split.shape[1]] = split
-        for crystal_id in np.unique(split[split > 0]).tolist():
-            crystal = labels == crystal_id
-            yield crystal_id, replace(w, crystal=crystal, filled=binary_fill_holes(crystal))
+    layers: Layers
+    components: Components
+    group: list[int]
+    ids: dict[int, int]  # component → crystal_id, for components that are one crystal
+    splits: dict[int, tuple[tuple[int, int], NDArray[np.uint32]]]
+    rows: dict[int, dict[str, Any]]  # by crystal_id
+    mg_range: tuple[float, float]
+    crops: Path | None  # the crops folder, or None for no crops
 
 
 def _write_shapes(
     catalogue: Catalogue, settings: CatalogueSettings, folder: Path, crops: bool
 ) -> Path:
-    """``crystals.geojson`` (and the crops), one pass over the crystals' windows."""
-    by_id = {r["crystal_id"]: r for r in catalogue.rows}
+    """``crystals.geojson`` (and the crops), one pass over the crystals' windows, a group of
+    crystals per task."""
     layers = catalogue.layers
     mg_values = np.array([r["mg_mean"] for r in catalogue.rows], np.float64)
     finite = mg_values[np.isfinite(mg_values)]
@@ -189,25 +183,24 @@ def _write_shapes(
     )
     if mg_range[1] - mg_range[0] < 0.04:
         mg_range = (mg_range[0] - 0.02, mg_range[1] + 0.02)
+    by_id = {r["crystal_id"]: r for r in catalogue.rows}
+    members = sorted({*catalogue.ids, *catalogue.splits})
+    tasks = []
+    for group in block_groups(catalogue.components, members, settings.block_px):
+        ids = {k: catalogue.ids[k] for k in group if k in catalogue.ids}
+        splits = {k: catalogue.splits[k] for k in group if k in catalogue.splits}
+        crystal_ids = [*ids.values()]
+        for _, split in splits.values():
+            crystal_ids += np.unique(split[split > 0]).tolist()
+        rows = {i: by_id[i] for i in crystal_ids}
+        crops_folder = folder / "crops" if crops else None
+        tasks.append(
+            _Shapes(layers, catalogue.components, group, ids, splits, rows, mg_range, crops_folder)
+        )
     features: dict[int, dict[str, Any]] = {}
-    for crystal_id, w in _crystal_windows(catalogue, settings):
-        row = by_id[crystal_id]
-        ring = polygon_of(w, layers.scale_um, layers.translation_um)
-        properties = {
-            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-            for k, v in row.items()
-        }
-        features[crystal_id] = {
-            "type": "Feature",
-            "id": crystal_id,
-            "geometry": {"type": "Polygon", "coordinates": [ring]},
-            "properties": properties,
-        }
-        if crops:
-            name = row["size_class"] + (f"-{row['zoning']}" if row["zoning"] else "")
-            path = folder / "crops" / name / f"{crystal_id}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            crop_image(w, row, layers.scale_um, mg_range).save(path, compress_level=1)
+    with task_map(worker_count(settings.workers, len(tasks))) as map_:
+        for part in map_(_shapes_of_group, tasks):
+            features.update(part)
     collection = {
         "type": "FeatureCollection",
         "name": "crystals",
@@ -221,6 +214,48 @@ def _write_shapes(
     path = folder / "crystals.geojson"
     path.write_text(json.dumps(collection, allow_nan=False))
     return path
+
+
+def _shapes_of_group(task: _Shapes) -> dict[int, dict[str, Any]]:
+    """The GeoJSON features of a group's crystals, by crystal_id; their crops written."""
+    scale_um, translation_um = task.layers.scale_um, task.layers.translation_um
+    features = {}
+    for crystal_id, w in _crystal_windows(task):
+        row = task.rows[crystal_id]
+        ring = polygon_of(w, scale_um, translation_um)
+        properties = {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in row.items()
+        }
+        features[crystal_id] = {
+            "type": "Feature",
+            "id": crystal_id,
+            "geometry": {"type": "Polygon", "coordinates": [ring]},
+            "properties": properties,
+        }
+        if task.crops is not None:
+            name = row["size_class"] + (f"-{row['zoning']}" if row["zoning"] else "")
+            path = task.crops / name / f"{crystal_id}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            crop_image(w, row, scale_um, task.mg_range).save(path, compress_level=1)
+    return features
+
+
+def _crystal_windows(task: _Shapes) -> Iterator[tuple[int, Window]]:
+    """Each crystal of a group (``crystal_id``, its window), touching crystals one by one."""
+    from scipy.ndimage import binary_fill_holes
+
+    for w in group_windows(task.layers, task.components, task.group, margin=_CROP_MARGIN_PX):
+        if w.component in task.ids:
+            yield task.ids[w.component], w
+            continue
+        (o0, o1), split = task.splits[w.component]
+        labels = np.zeros(w.crystal.shape, np.uint32)
+        r, c = o0 - w.origin[0], o1 - w.origin[1]
+        labels[r : r + split.shape[0], c : c + split.shape[1]] = split
+        for crystal_id in np.unique(split[split > 0]).tolist():
+            crystal = labels == crystal_id
+            yield crystal_id, replace(w, crystal=crystal, filled=binary_fill_holes(crystal))
 
 
 def crop_image(

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from semlive.catalogue._pool import TaskMap
+
 __all__ = ["Components", "blocks", "find_components", "label_block"]
 
 Int = NDArray[np.int64]
@@ -58,32 +60,39 @@ class Components:
         return len(self.pixels)
 
 
-def find_components(mask: Any, block_px: int) -> Components:
-    """Connected components of ``mask > 0`` (a 2-D array or zarr array), block by block."""
+def find_components(mask: Any, block_px: int, map_: TaskMap = map) -> Components:
+    """Connected components of ``mask > 0`` (a 2-D array or zarr array), block by block.
+
+    ``map_`` runs the blocks (:func:`~semlive.catalogue._pool.task_map`; pass a process map
+    only with a zarr array, which travels to the workers as a reference, not as pixels).
+    """
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
     shape = (int(mask.shape[0]), int(mask.shape[1]))
+    spans = list(blocks(shape, block_px))
     offsets: list[int] = []
     parts: list[NDArray[np.int64]] = []  # per block: (n, 7) pixels, box, seed row/col
     edges: list[NDArray[np.int64]] = []
     bottom: dict[tuple[int, int], NDArray[np.int64]] = {}  # last row's part ids, by block
     right: dict[tuple[int, int], NDArray[np.int64]] = {}
     total = 0
-    for r0, c0, r1, c1 in blocks(shape, block_px):
-        labels, n = label_block(np.asarray(mask[r0:r1, c0:c1]) > 0)
+    results = map_(_block_parts, [(mask, span) for span in spans])
+    for (r0, c0, _, _), block in zip(spans, results, strict=True):
         offsets.append(total)
-        ids = np.where(labels > 0, labels.astype(np.int64) + (total - 1), -1)
-        if n:
-            parts.append(_part_records(labels, n, r0, c0))
+        if block.n:
+            parts.append(block.records)
+        top, last_row, left_col, last_col = (
+            np.where(line > 0, line.astype(np.int64) + (total - 1), -1) for line in block.lines
+        )
         key = (r0 // block_px, c0 // block_px)
         above, left = bottom.pop((key[0] - 1, key[1]), None), right.pop((key[0], key[1] - 1), None)
-        for mine, theirs in ((ids[0], above), (ids[:, 0], left)):
+        for mine, theirs in ((top, above), (left_col, left)):
             if theirs is not None:
                 both = (mine >= 0) & (theirs >= 0)
                 edges.append(np.stack([mine[both], theirs[both]], axis=1))
-        bottom[key], right[key] = ids[-1].copy(), ids[:, -1].copy()
-        total += n
+        bottom[key], right[key] = last_row, last_col
+        total += block.n
     if total == 0:
         empty = np.zeros((0,), np.int64)
         return Components(
@@ -112,6 +121,22 @@ def find_components(mask: Any, block_px: int) -> Components:
     seed_sorted = seed_flat[order]
     seed = np.stack([seed_sorted // shape[1], seed_sorted % shape[1]], axis=1)
     return Components(np.asarray(offsets, np.int64), of_part, pixels, box, seed)
+
+
+@dataclass(frozen=True, slots=True)
+class _BlockParts:
+    """One block's local components: their records and the labels along its four edges."""
+
+    n: int
+    records: NDArray[np.int64]  # (n, 7): pixels, box (r0, c0, r1, c1), first pixel (row, col)
+    lines: tuple[NDArray[np.int32], ...]  # first row, last row, first column, last column
+
+
+def _block_parts(task: tuple[Any, tuple[int, int, int, int]]) -> _BlockParts:
+    mask, (r0, c0, r1, c1) = task
+    labels, n = label_block(np.asarray(mask[r0:r1, c0:c1]) > 0)
+    lines = (labels[0], labels[-1], labels[:, 0], labels[:, -1])
+    return _BlockParts(n, _part_records(labels, n, r0, c0), tuple(x.copy() for x in lines))
 
 
 def _part_records(labels: NDArray[np.int32], n: int, r0: int, c0: int) -> NDArray[np.int64]:

@@ -24,6 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from semlive.catalogue._instances import Components
+from semlive.catalogue._pool import TaskMap
 from semlive.catalogue._split import split_touching
 from semlive.settings import CatalogueSettings
 
@@ -35,10 +36,12 @@ __all__ = [
     "TileFootprints",
     "Window",
     "black_level",
+    "block_groups",
+    "group_windows",
     "measure",
     "open_layers",
+    "outline_distance",
     "parts_of",
-    "windows",
 ]
 
 log = logging.getLogger(__name__)
@@ -178,79 +181,92 @@ class Window:
     probability: NDArray[np.uint8] | None
 
 
-def windows(
-    layers: Layers,
-    components: Components,
-    members: list[int],
-    settings: CatalogueSettings,
-    margin: int = 1,
+def block_groups(components: Components, members: list[int], block_px: int) -> list[list[int]]:
+    """The listed components grouped by the block of their box's top-left corner, in block
+    order (each group is read from the mosaic as one region)."""
+    boxes = components.box
+    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for k in members:
+        groups[(int(boxes[k, 0]) // block_px, int(boxes[k, 1]) // block_px)].append(k)
+    return [groups[key] for key in sorted(groups)]
+
+
+def group_windows(
+    layers: Layers, components: Components, group: list[int], margin: int = 1
 ) -> Iterator[Window]:
-    """Each listed component in a window ``margin`` px wider than its box, read from the mosaic
-    a block of crystals at a time (crystals grouped by the block of their box's corner)."""
+    """The windows of one group of components, from one region read of each layer."""
     from scipy.ndimage import binary_fill_holes, label
 
     rows_px, cols_px = layers.shape
     boxes = components.box
-    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for k in members:
-        groups[
-            (int(boxes[k, 0]) // settings.block_px, int(boxes[k, 1]) // settings.block_px)
-        ].append(k)
-    for key in sorted(groups):
-        sub = boxes[groups[key]]
-        g0 = max(int(sub[:, 0].min()) - margin, 0), max(int(sub[:, 1].min()) - margin, 0)
-        g1 = (
-            min(int(sub[:, 2].max()) + margin, rows_px),
-            min(int(sub[:, 3].max()) + margin, cols_px),
+    sub = boxes[group]
+    g0 = max(int(sub[:, 0].min()) - margin, 0), max(int(sub[:, 1].min()) - margin, 0)
+    g1 = (
+        min(int(sub[:, 2].max()) + margin, rows_px),
+        min(int(sub[:, 3].max()) + margin, cols_px),
+    )
+    region = (slice(g0[0], g1[0]), slice(g0[1], g1[1]))
+    olivine = np.asarray(layers.olivine[region]) > 0
+    bse = np.asarray(layers.bse[region], dtype=np.float64)
+    mg = None if layers.mgnumber is None else np.asarray(layers.mgnumber[region])
+    prob = None if layers.probability is None else np.asarray(layers.probability[region])
+    for k in group:
+        br0, bc0, br1, bc1 = (int(v) for v in boxes[k])
+        w0 = max(br0 - margin, 0), max(bc0 - margin, 0)
+        w1 = min(br1 + margin, rows_px), min(bc1 + margin, cols_px)
+        win = (slice(w0[0] - g0[0], w1[0] - g0[0]), slice(w0[1] - g0[1], w1[1] - g0[1]))
+        # the component is the connected piece of the box holding its first pixel
+        inner = np.zeros((w1[0] - w0[0], w1[1] - w0[1]), bool)
+        box = (slice(br0 - w0[0], br1 - w0[0]), slice(bc0 - w0[1], bc1 - w0[1]))
+        inner[box] = olivine[win][box]
+        labels, _ = label(inner)
+        seed_r, seed_c = (int(v) for v in components.seed[k])
+        crystal = labels == labels[seed_r - w0[0], seed_c - w0[1]]
+        yield Window(
+            k,
+            w0,
+            crystal,
+            binary_fill_holes(crystal),
+            bse[win],
+            None if mg is None else mg[win],
+            None if prob is None else prob[win],
         )
-        region = (slice(g0[0], g1[0]), slice(g0[1], g1[1]))
-        olivine = np.asarray(layers.olivine[region]) > 0
-        bse = np.asarray(layers.bse[region], dtype=np.float64)
-        mg = None if layers.mgnumber is None else np.asarray(layers.mgnumber[region])
-        prob = None if layers.probability is None else np.asarray(layers.probability[region])
-        for k in groups[key]:
-            br0, bc0, br1, bc1 = (int(v) for v in boxes[k])
-            w0 = max(br0 - margin, 0), max(bc0 - margin, 0)
-            w1 = min(br1 + margin, rows_px), min(bc1 + margin, cols_px)
-            win = (slice(w0[0] - g0[0], w1[0] - g0[0]), slice(w0[1] - g0[1], w1[1] - g0[1]))
-            # the component is the connected piece of the box holding its first pixel
-            inner = np.zeros((w1[0] - w0[0], w1[1] - w0[1]), bool)
-            box = (slice(br0 - w0[0], br1 - w0[0]), slice(bc0 - w0[1], bc1 - w0[1]))
-            inner[box] = olivine[win][box]
-            labels, _ = label(inner)
-            seed_r, seed_c = (int(v) for v in components.seed[k])
-            crystal = labels == labels[seed_r - w0[0], seed_c - w0[1]]
-            yield Window(
-                k,
-                w0,
-                crystal,
-                binary_fill_holes(crystal),
-                bse[win],
-                None if mg is None else mg[win],
-                None if prob is None else prob[win],
-            )
 
 
 @dataclass(frozen=True, slots=True)
 class Part:
-    """A crystal of a component: its own olivine pixels and its outline filled, in the window."""
+    """A crystal of a component: its own olivine pixels and its outline filled, in the window,
+    and the distance (px) of each pixel to that outline when it is already known."""
 
     crystal: NDArray[np.bool_]
     filled: NDArray[np.bool_]
+    distance_px: Float | None = None
 
 
 def parts_of(w: Window, settings: CatalogueSettings, scale_um: float) -> list[Part]:
     """The crystals of a component window: touching crystals split at their neck."""
     from scipy.ndimage import binary_fill_holes
 
-    labels = split_touching(w.filled, settings.min_area_um2 / scale_um**2, settings.neck_ratio)
+    d = outline_distance(w.filled)
+    labels = split_touching(
+        w.filled, settings.min_area_um2 / scale_um**2, settings.neck_ratio, distance=d
+    )
     if labels.max() <= 1:
-        return [Part(w.crystal, w.filled)]
+        return [Part(w.crystal, w.filled, d)]
     out = []
     for i in range(1, int(labels.max()) + 1):
         filled = binary_fill_holes(labels == i)
         out.append(Part(w.crystal & filled, filled))
     return out
+
+
+def outline_distance(filled: NDArray[np.bool_]) -> Float:
+    """Distance (px) of each pixel of ``filled`` to its outline (the window's edge counts as
+    outside)."""
+    from scipy.ndimage import distance_transform_edt
+
+    d: Float = distance_transform_edt(np.pad(filled, 1))[1:-1, 1:-1]
+    return d
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,14 +278,27 @@ class Measured:
     splits: dict[int, tuple[tuple[int, int], NDArray[np.uint32]]]  # component → window labels
 
 
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """A measured crystal: its first pixel (raster index), component and row; the mask and
+    window origin of a crystal split from a component of several."""
+
+    first: int
+    component: int
+    row: dict[str, Any]
+    split: tuple[tuple[int, int], NDArray[np.bool_]] | None
+
+
 def measure(
     layers: Layers,
     components: Components,
     settings: CatalogueSettings,
     black: float,
     tiles: TileFootprints,
+    map_: TaskMap = map,
 ) -> Measured:
-    """Measure every component large enough to be a crystal, splitting touching crystals.
+    """Measure every component large enough to be a crystal, splitting touching crystals; the
+    groups of components are run by ``map_`` (:func:`~semlive.catalogue._pool.task_map`).
 
     Crystals are numbered 1..n in raster order of their first pixels.
     """
@@ -293,34 +322,46 @@ def measure(
             )
             continue
         members.append(index)
+    tasks = [
+        (layers, components, group, settings, black, tiles)
+        for group in block_groups(components, members, settings.block_px)
+    ]
+    found = [f for group in map_(_measure_group, tasks) for f in group]
+    found.sort(key=lambda item: item.first)
+    rows: list[dict[str, Any]] = []
+    ids: dict[int, int] = {}
+    splits: dict[int, tuple[tuple[int, int], NDArray[np.uint32]]] = {}
+    for crystal_id, f in enumerate(found, start=1):
+        f.row["crystal_id"] = crystal_id
+        rows.append({c: f.row[c] for c in COLUMNS})
+        if f.split is None:
+            ids[f.component] = crystal_id
+            continue
+        origin, mask = f.split
+        labels = splits.setdefault(f.component, (origin, np.zeros(mask.shape, np.uint32)))[1]
+        labels[mask] = crystal_id
+    return Measured(rows, ids, splits)
+
+
+def _measure_group(
+    task: tuple[Layers, Components, list[int], CatalogueSettings, float, TileFootprints],
+) -> list[_Found]:
+    """Measure one group of components (a task of :func:`measure`)."""
+    layers, components, group, settings, black, tiles = task
     cols_px = layers.shape[1]
-    found: list[tuple[int, int, dict[str, Any], NDArray[np.bool_] | None]] = []
-    origins: dict[int, tuple[int, int]] = {}  # not the windows: they are views of a region
-    for w in windows(layers, components, members, settings):
-        parts = parts_of(w, settings, s)
+    found = []
+    for w in group_windows(layers, components, group):
+        parts = parts_of(w, settings, layers.scale_um)
         for part in parts:
             row = _measure_one(layers, w, part, settings, black, tiles)
             if row is None:
                 continue
             rr, cc = np.nonzero(part.crystal)
             first = (int(rr[0]) + w.origin[0]) * cols_px + int(cc[0]) + w.origin[1]
-            found.append((first, w.component, row, part.crystal if len(parts) > 1 else None))
-            if len(parts) > 1:
-                origins[w.component] = w.origin
-    found.sort(key=lambda item: item[0])
-    rows: list[dict[str, Any]] = []
-    ids: dict[int, int] = {}
-    splits: dict[int, tuple[tuple[int, int], NDArray[np.uint32]]] = {}
-    for crystal_id, (_, k, row, mask) in enumerate(found, start=1):
-        row["crystal_id"] = crystal_id
-        rows.append({c: row[c] for c in COLUMNS})
-        if mask is None:
-            ids[k] = crystal_id
-            continue
-        origin = origins[k]
-        labels = splits.setdefault(k, (origin, np.zeros(mask.shape, np.uint32)))[1]
-        labels[mask] = crystal_id
-    return Measured(rows, ids, splits)
+            # a split crystal keeps its own mask (a copy, not a view of the region)
+            split = (w.origin, part.crystal.copy()) if len(parts) > 1 else None
+            found.append(_Found(first, w.component, row, split))
+    return found
 
 
 def _measure_one(
@@ -344,7 +385,7 @@ def _measure_one(
     br1, bc1 = int(rr.max()) + 1 + w.origin[0], int(cc.max()) + 1 + w.origin[1]
     at_border = br0 == 0 or bc0 == 0 or br1 == rows_px or bc1 == cols_px
     touches = at_border or bool((binary_dilation(filled) & (bse <= 0)).any())
-    d = distance_transform_edt(np.pad(filled, 1))[1:-1, 1:-1] * s
+    d = (part.distance_px if part.distance_px is not None else outline_distance(filled)) * s
     d_max = float(d.max())
     # own olivine pixels clear of anything inside the outline that is not olivine (the BSE
     # and the mg# map mix across a crack or hole for a few pixels)
