@@ -1,0 +1,57 @@
+"""GDLS: graph-based deep-learning segmentation of sparse EDS spectra with BSE (Juránek et al.).
+
+* :func:`to_band` — any spectrum re-binned onto the embedding network's band (200 eV up,
+  10 eV channels, 1,536 values).
+* :class:`SpectrumEmbedding` — the published embedding network in torch, layer for layer;
+  :func:`load_keras_embedding` reads the authors' trained Keras HDF5 file without TensorFlow;
+  :func:`embed` runs it.
+* :func:`segment_field` — GDLS on one field: the graph of the EDS points (Delaunay neighbours
+  cut where BSE or embeddings differ, :mod:`._graph`), specks merged, and a dense labelling
+  (:mod:`._dense`: a marker watershed of the BSE gradient, or the authors' random walker).
+* :func:`segmentation_scores` — ASA, undersegmentation error, boundary recall and precision, K.
+* :func:`evaluate_embedding` — same-vs-different-material ROC AUC and nearest-neighbour
+  retrieval of an embedding on held-out simulated materials (:mod:`._materials`).
+"""
+
+from semlive.models.gdls._band import (
+    BAND_CHANNELS,
+    BAND_OFFSET_EV,
+    BAND_WIDTH_EV,
+    band_centres_ev,
+    to_band,
+)
+from semlive.models.gdls._dense import DENSE_METHODS, dense_labels, greedy_colouring
+from semlive.models.gdls._embedding import (
+    EmbeddingConfig,
+    SpectrumEmbedding,
+    embed,
+    load_keras_embedding,
+)
+from semlive.models.gdls._evaluate import evaluate_embedding
+from semlive.models.gdls._graph import PointGraph, delaunay_edges, merge_small, point_components
+from semlive.models.gdls._metrics import segmentation_scores
+from semlive.models.gdls._segment import GdlsResult, sample_distance_of, segment_field
+
+__all__ = [
+    "BAND_CHANNELS",
+    "BAND_OFFSET_EV",
+    "BAND_WIDTH_EV",
+    "DENSE_METHODS",
+    "EmbeddingConfig",
+    "GdlsResult",
+    "PointGraph",
+    "SpectrumEmbedding",
+    "band_centres_ev",
+    "delaunay_edges",
+    "dense_labels",
+    "embed",
+    "evaluate_embedding",
+    "greedy_colouring",
+    "load_keras_embedding",
+    "merge_small",
+    "point_components",
+    "sample_distance_of",
+    "segment_field",
+    "segmentation_scores",
+    "to_band",
+]
