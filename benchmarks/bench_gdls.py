@@ -5,10 +5,11 @@ Usage::
     .venv/bin/python benchmarks/bench_gdls.py --keras PATH/gdls-embedding.h5 [--kind garnet ...]
 
 For each field kind (``semlive.virtual_sem`` fields: 500×500 BSE, EDS points every 3 px at
-1,000 counts, about 28,000 points): GDLS with the published embedding (the watershed dense
-labelling, the default, and the authors' random walker) and the TIMA-like watershed over a
-range of thresholds, each scored against the truth (ASA, undersegmentation error, boundary
-recall and precision, K) with its time. Prints one JSON object per field.
+1,000 counts, about 28,000 points): GDLS with semlive's embedding (the watershed dense
+labelling, the default, and the authors' random walker), GDLS with the published embedding,
+and the TIMA-like watershed over a range of thresholds, each scored against the truth (ASA,
+undersegmentation error, boundary recall and precision, K) with its time. Prints one JSON
+object per field.
 """
 
 from __future__ import annotations
@@ -21,7 +22,12 @@ from pathlib import Path
 
 def main() -> None:
     from semlive.models.baselines import tima_watershed
-    from semlive.models.gdls import load_keras_embedding, segment_field, segmentation_scores
+    from semlive.models.gdls import (
+        load_embedding,
+        load_keras_embedding,
+        segment_field,
+        segmentation_scores,
+    )
     from semlive.virtual_sem._fields import FIELD_KINDS, simulate_field
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -29,7 +35,7 @@ def main() -> None:
     parser.add_argument("--kind", action="append", choices=FIELD_KINDS)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    embedding = load_keras_embedding(args.keras)
+    embeddings = {"ours": load_embedding()[0], "published": load_keras_embedding(args.keras)}
     for kind in args.kind or list(FIELD_KINDS):
         field = simulate_field(kind, seed=args.seed)
         offset, width = field.detector.channel_offset_ev, field.detector.channel_width_ev
@@ -39,14 +45,15 @@ def main() -> None:
             "points": len(field.rows),
             "truth_regions": int(field.truth.max()),
         }
-        for method in ("watershed", "random_walker"):
+        runs = [("ours", "watershed"), ("ours", "random_walker"), ("published", "watershed")]
+        for name, method in runs:
             started = time.perf_counter()
             gdls = segment_field(
-                field.bse, field.rows, field.cols, field.spectra, offset, width, embedding,
-                method=method,
+                field.bse, field.rows, field.cols, field.spectra, offset, width,
+                embeddings[name], method=method,
             )  # fmt: skip
             seconds = time.perf_counter() - started
-            result[f"gdls_{method}"] = {
+            result[f"gdls_{name}_{method}"] = {
                 **segmentation_scores(gdls.labels, field.truth),
                 "seconds": seconds,
                 "seconds_by_step": gdls.seconds,

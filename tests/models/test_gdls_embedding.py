@@ -229,3 +229,53 @@ def test_held_out_evaluation_scores_the_published_embedding(published):
     assert scores["materials"] == 60
     assert 0.95 < scores["roc_auc"] <= 1.0
     assert 0.5 < scores["retrieval_accuracy"] <= 1.0
+
+
+def test_training_is_seeded_and_lowers_the_loss():
+    from semlive.models.gdls import EmbeddingTraining, train_embedding
+
+    settings = EmbeddingTraining(steps=30, mixtures=50, materials_per_batch=16, seed=4)
+    losses = []
+    first, _ = train_embedding(settings, lambda step, loss: losses.append(loss))
+    again, _ = train_embedding(settings)
+    for a, b in zip(first.state_dict().values(), again.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+    assert np.mean(losses[-10:]) < np.mean(losses[:10])
+
+
+def test_the_packaged_embedding_beats_the_published_one_on_held_out_materials(published, tmp_path):
+    from semlive.models.gdls import evaluate_embedding, load_embedding, save_embedding
+
+    ours, card = load_embedding()
+    assert card.command.startswith("semlive gdls train-embedding")
+    mine, theirs = evaluate_embedding(ours), evaluate_embedding(published)
+    assert mine["roc_auc"] >= theirs["roc_auc"]
+    assert mine["retrieval_accuracy"] >= theirs["retrieval_accuracy"]
+    assert mine == pytest.approx(card.metrics["held_out"])  # the card tells the truth
+    save_embedding(ours, card, tmp_path / "copy")
+    copy, _ = load_embedding(tmp_path / "copy")
+    spectra, _ = _spectra(3, 1000, seed=9)
+    np.testing.assert_array_equal(embed(copy, spectra), embed(ours, spectra))
+
+
+def test_an_embedding_folder_without_a_card_is_refused(tmp_path):
+    from semlive.models.gdls import load_embedding
+
+    with pytest.raises(InputDataError, match="semlive gdls train-embedding"):
+        load_embedding(tmp_path)
+
+
+def test_train_embedding_command_writes_a_loadable_embedding_with_its_card(tmp_path, capsys):
+    from semlive.cli import main
+    from semlive.models.gdls import load_embedding
+
+    out = tmp_path / "embedding"
+    assert (
+        main(["gdls", "train-embedding", "--steps", "3", "--mixtures", "10", "--out", str(out)])
+        == 0
+    )
+    assert "held-out materials" in capsys.readouterr().out
+    _, card = load_embedding(out)
+    assert card.command == "semlive gdls train-embedding --steps 3 --seed 0 --mixtures 10"
+    assert 0.5 <= card.metrics["held_out"]["roc_auc"] <= 1.0
+    assert card.training["steps"] == 3

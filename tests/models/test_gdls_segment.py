@@ -103,10 +103,15 @@ def garnet():
     return simulate_field("garnet", shape=(240, 240), crystals=3, seed=3)
 
 
+def _published(shared_data):
+    return load_keras_embedding(shared_data / "reference" / "gdls-embedding.h5")
+
+
 @pytest.mark.slow
-def test_gdls_beats_the_watershed_on_a_zoned_garnet_field(garnet, shared_data):
+@pytest.mark.parametrize("which", ["ours", "published"])
+def test_gdls_beats_the_watershed_on_a_zoned_garnet_field(garnet, which, request):
     field = garnet
-    embedding = load_keras_embedding(shared_data / "reference" / "gdls-embedding.h5")
+    embedding = None if which == "ours" else _published(request.getfixturevalue("shared_data"))
     offset, width = field.detector.channel_offset_ev, field.detector.channel_width_ev
     ours = segment_field(field.bse, field.rows, field.cols, field.spectra, offset, width, embedding)
     gdls = segmentation_scores(ours.labels, field.truth)

@@ -5,6 +5,11 @@
 * :class:`SpectrumEmbedding` — the published embedding network in torch, layer for layer;
   :func:`load_keras_embedding` reads the authors' trained Keras HDF5 file without TensorFlow;
   :func:`embed` runs it.
+* :class:`FastEmbedding`, :func:`load_embedding`, :func:`train_embedding` — semlive's own
+  embedding (a small MLP on binned, square-rooted spectra, trained with a batch-hard triplet
+  loss on simulated materials; shipped in ``embedding/``, made by
+  ``semlive gdls train-embedding``): better than the published one on held-out materials and
+  about 60× faster.
 * :func:`segment_field` — GDLS on one field: the graph of the EDS points (Delaunay neighbours
   cut where BSE or embeddings differ, :mod:`._graph`), specks merged, and a dense labelling
   (:mod:`._dense`: a marker watershed of the BSE gradient, or the authors' random walker).
@@ -30,6 +35,14 @@ from semlive.models.gdls._embedding import (
 from semlive.models.gdls._evaluate import evaluate_embedding
 from semlive.models.gdls._graph import PointGraph, delaunay_edges, merge_small, point_components
 from semlive.models.gdls._metrics import segmentation_scores
+from semlive.models.gdls._ours import (
+    EmbeddingCard,
+    EmbeddingTraining,
+    FastEmbedding,
+    load_embedding,
+    save_embedding,
+    train_embedding,
+)
 from semlive.models.gdls._segment import GdlsResult, sample_distance_of, segment_field
 
 __all__ = [
@@ -37,7 +50,10 @@ __all__ = [
     "BAND_OFFSET_EV",
     "BAND_WIDTH_EV",
     "DENSE_METHODS",
+    "EmbeddingCard",
     "EmbeddingConfig",
+    "EmbeddingTraining",
+    "FastEmbedding",
     "GdlsResult",
     "PointGraph",
     "SpectrumEmbedding",
@@ -47,11 +63,14 @@ __all__ = [
     "embed",
     "evaluate_embedding",
     "greedy_colouring",
+    "load_embedding",
     "load_keras_embedding",
     "merge_small",
     "point_components",
     "sample_distance_of",
+    "save_embedding",
     "segment_field",
     "segmentation_scores",
     "to_band",
+    "train_embedding",
 ]

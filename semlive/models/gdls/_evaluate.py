@@ -12,15 +12,16 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from torch import nn
 
-from semlive.models.gdls._embedding import SpectrumEmbedding, embed
+from semlive.models.gdls._embedding import embed
 from semlive.models.gdls._materials import Material, expected_spectra, held_out_materials
 
 __all__ = ["evaluate_embedding"]
 
 
 def evaluate_embedding(
-    model: SpectrumEmbedding,
+    model: nn.Module,
     materials: list[Material] | None = None,
     counts: float = 1000.0,
     seed: int = 7,

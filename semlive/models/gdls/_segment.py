@@ -13,13 +13,17 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
+from torch import nn
 
 from semlive.models.gdls._band import to_band
 from semlive.models.gdls._dense import dense_labels
-from semlive.models.gdls._embedding import SpectrumEmbedding, embed
+from semlive.models.gdls._embedding import embed
 from semlive.models.gdls._graph import PointGraph, delaunay_edges, merge_small, point_components
 
-__all__ = ["GdlsResult", "sample_distance_of", "segment_field"]
+__all__ = ["OWN_TAU_Z", "PUBLISHED_TAU_Z", "GdlsResult", "sample_distance_of", "segment_field"]
+
+OWN_TAU_Z = 0.3  # semlive's embedding (garnet field: K 39, ASA 0.991; 0.4 merges zones)
+PUBLISHED_TAU_Z = 0.5  # the authors' embedding (garnet field: K 38, ASA 0.990)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +51,9 @@ def segment_field(
     spectra: NDArray[np.integer],
     channel_offset_ev: float,
     channel_width_ev: float,
-    embedding: SpectrumEmbedding,
+    embedding: nn.Module | None = None,
     tau_b: float = 0.02,
-    tau_z: float = 0.5,
+    tau_z: float | None = None,
     method: Literal["watershed", "random_walker"] = "watershed",
     full_scale: float = 65535.0,
     max_edge_factor: float = 1.5,
@@ -61,8 +65,18 @@ def segment_field(
     The BSE is smoothed (Gaussian, ``bse_smooth_px``) before it is read at the points, so δ_b
     compares local levels rather than single noisy pixels; components of fewer than
     ``min_points`` points are merged into their most similar neighbour (1: the published rule,
-    no merging)."""
+    no merging). ``embedding``: semlive's own (the packaged one by default) or the published
+    network; ``tau_z`` defaults to the value measured for it on the simulated fields (0.3 for
+    ours, 0.5 for the published one: their distances are not on the same scale)."""
     from scipy.ndimage import gaussian_filter
+
+    from semlive.models.gdls._embedding import SpectrumEmbedding
+    from semlive.models.gdls._ours import load_embedding
+
+    if embedding is None:
+        embedding, _ = load_embedding()
+    if tau_z is None:
+        tau_z = PUBLISHED_TAU_Z if isinstance(embedding, SpectrumEmbedding) else OWN_TAU_Z
 
     seconds: dict[str, float] = {}
     started = time.perf_counter()
