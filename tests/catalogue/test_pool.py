@@ -38,8 +38,8 @@ def test_killed_workers_leave_their_tasks_to_this_process(caplog):
             os.kill(child.pid, signal.SIGKILL)
 
     with caplog.at_level(logging.WARNING), task_map(2) as map_:
-        threading.Timer(3.0, kill_workers).start()  # after the spawn, while tasks sleep
-        results = list(map_(time.sleep, [5.0, 5.0, 0.0, 0.0]))
+        threading.Timer(2.0, kill_workers).start()  # during the spawn or while tasks sleep
+        results = list(map_(time.sleep, [3.0, 3.0, 0.0, 0.0]))
         later = list(map_(abs, [-1, -2]))  # the pool is gone: this runs here at once
     assert results == [None] * 4
     assert later == [1, 2]
