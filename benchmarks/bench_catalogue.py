@@ -38,8 +38,6 @@ def truth_labels(store: Path, session: Path) -> None:
 def measure(store: Path, crops: bool) -> dict[str, object]:
     """Run in a fresh process: the catalogue and its exports, timed, with the peak RSS."""
     from semlive.catalogue import export_catalogue
-    from semlive.catalogue._instances import blocks
-    from semlive.catalogue._pool import worker_count
     from semlive.settings import CatalogueSettings
 
     settings = CatalogueSettings(crops=crops)
@@ -52,7 +50,7 @@ def measure(store: Path, crops: bool) -> dict[str, object]:
         "crystals": len(report.catalogue.rows),
         "seconds": report.seconds,
         "seconds_total": total,
-        "workers": worker_count(settings.workers, len(list(blocks(shape, settings.block_px)))),
+        "workers": report.catalogue.workers,
         "peak_rss_mb": _peak_rss_mb(),
         # the largest worker's peak (Linux counts what a child inherits at its fork, so this is
         # an upper bound)

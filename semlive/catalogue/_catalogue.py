@@ -45,6 +45,7 @@ class Catalogue:
     splits: dict[int, tuple[tuple[int, int], NDArray[np.uint32]]]  # component → window labels
     black_level_dn: float
     seconds: dict[str, float] = field(default_factory=dict)
+    workers: int = 1  # processes the blocks ran in
 
     def summary(self) -> dict[str, Any]:
         return summarize(self.rows)
@@ -143,7 +144,7 @@ def build_catalogue(
         "" if workers == 1 else "s",
     )
     return Catalogue(
-        measured.rows, layers, components, measured.ids, measured.splits, black, seconds
+        measured.rows, layers, components, measured.ids, measured.splits, black, seconds, workers
     )
 
 

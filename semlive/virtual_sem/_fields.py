@@ -31,7 +31,7 @@ from semlive.physics import (
     sample_spectrum,
 )
 from semlive.virtual_sem._geometry import euhedral_prism, octagon, rectangle, rotate
-from semlive.virtual_sem._imaging import EDS_PSF_PX, BseDetector
+from semlive.virtual_sem._imaging import EDS_PSF_PX, BseDetector, footprint, shares
 
 __all__ = ["FIELD_KINDS", "Field", "simulate_field"]
 
@@ -113,6 +113,7 @@ def simulate_field(
     beam_energy_kev: float = 20.0,
 ) -> Field:
     """A simulated field of ``kind`` (see the module's description)."""
+    from scipy.ndimage import distance_transform_edt
     from scipy.spatial import cKDTree
 
     rng = np.random.default_rng(seed)
@@ -134,8 +135,6 @@ def simulate_field(
         if mask.sum() < 400:
             continue
         mask &= ~np.isin(zone_of, np.arange(grains + 1, len(material_of_zone) + 1))  # no overlap
-        from scipy.ndimage import distance_transform_edt
-
         depth = distance_transform_edt(mask)
         rim_px = rng.uniform(0.3, 0.5) * depth.max()
         core = mask & (depth > rim_px)
@@ -154,7 +153,8 @@ def simulate_field(
     pcol = np.arange(step_px // 2, cols, step_px)
     prr, pcc = (a.ravel() for a in np.meshgrid(prow, pcol, indexing="ij"))
     library = np.stack([expected_spectrum(c, detector, beam_energy_kev) for _, c in materials])
-    mix = _footprint_mix(material_index, prr, pcc, len(materials), EDS_PSF_PX)
+    under_r, under_c, spread = footprint(prr, pcc, material_index.shape, EDS_PSF_PX)
+    mix = shares(material_index[under_r, under_c], spread, len(materials))
     spectra = sample_spectrum(mix @ library, counts, rng)
     return Field(
         kind,
@@ -201,11 +201,10 @@ def _crystal_mask(shape: tuple[int, int], kind: str, rng: np.random.Generator) -
 
 def _split_disconnected(zone_of: NDArray[np.integer]) -> NDArray[np.int32]:
     """Truth regions: the 4-connected pieces of each material, numbered 1.. in raster order."""
+    from scipy.ndimage import label
     from skimage.segmentation import relabel_sequential
 
     pieces = np.zeros(zone_of.shape, np.int64)
-    from scipy.ndimage import label
-
     total = 0
     for z in np.unique(zone_of):
         lab, n = label(zone_of == z)
@@ -213,27 +212,3 @@ def _split_disconnected(zone_of: NDArray[np.integer]) -> NDArray[np.int32]:
         total += n
     out: NDArray[np.int32] = relabel_sequential(pieces)[0].astype(np.int32)
     return out
-
-
-def _footprint_mix(
-    material: NDArray[np.integer],
-    rows: NDArray[np.integer],
-    cols: NDArray[np.integer],
-    materials: int,
-    sigma_px: float,
-) -> NDArray[np.float64]:
-    """Each point's share of every material under a Gaussian footprint."""
-    reach = int(np.ceil(2.5 * sigma_px))
-    offsets = np.arange(-reach, reach + 1)
-    dr, dc = np.meshgrid(offsets, offsets, indexing="ij")
-    weights = np.exp(-(dr**2 + dc**2) / (2 * sigma_px**2)).ravel()
-    weights /= weights.sum()
-    rr = np.clip(rows[:, None] + dr.ravel(), 0, material.shape[0] - 1)
-    cc = np.clip(cols[:, None] + dc.ravel(), 0, material.shape[1] - 1)
-    mix = np.zeros((len(rows), materials))
-    np.add.at(
-        mix,
-        (np.repeat(np.arange(len(rows)), weights.size), material[rr, cc].ravel()),
-        np.tile(weights, len(rows)),
-    )
-    return mix

@@ -92,22 +92,11 @@ def spectra_at(
     Returns the counts (N, channels), and for each point its dominant material (phase·1000 +
     x index) and that material's share of the excitation footprint.
     """
-    reach = int(np.ceil(2.5 * sigma_px))
-    offsets = np.arange(-reach, reach + 1)
-    dr, dc = np.meshgrid(offsets, offsets, indexing="ij")
-    weights = np.exp(-(dr**2 + dc**2) / (2 * sigma_px**2)).ravel()
-    weights /= weights.sum()
-    rr = np.clip(rows[:, None] + dr.ravel(), 0, rendered.phase.shape[0] - 1)
-    cc = np.clip(cols[:, None] + dc.ravel(), 0, rendered.phase.shape[1] - 1)
+    rr, cc, weights = footprint(rows, cols, rendered.phase.shape, sigma_px)
     xi = np.rint(np.clip(rendered.x[rr, cc], 0, 1) * X_STEPS).astype(np.int64)
     material = rendered.phase[rr, cc].astype(np.int64) * 1000 + xi
     codes, inverse = np.unique(material, return_inverse=True)
-    mix = np.zeros((len(rows), len(codes)))
-    np.add.at(
-        mix,
-        (np.repeat(np.arange(len(rows)), weights.size), inverse.ravel()),
-        np.tile(weights, len(rows)),
-    )
+    mix = shares(inverse.reshape(rr.shape), weights, len(codes))
     library = np.stack(
         [table.expected_spectrum(int(c) // 1000, int(c) % 1000, detector) for c in codes]
     )
@@ -119,6 +108,35 @@ def spectra_at(
         codes[dominant],
         mix[np.arange(len(rows)), dominant],
     )
+
+
+def footprint(
+    rows: NDArray[np.integer],
+    cols: NDArray[np.integer],
+    shape: tuple[int, ...],
+    sigma_px: float,
+) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
+    """The pixels (N, P) under each point's Gaussian excitation footprint (clipped to the
+    image) and their weights (P,), summing to 1."""
+    reach = int(np.ceil(2.5 * sigma_px))
+    offsets = np.arange(-reach, reach + 1)
+    dr, dc = np.meshgrid(offsets, offsets, indexing="ij")
+    weights = np.exp(-(dr**2 + dc**2) / (2 * sigma_px**2)).ravel()
+    weights /= weights.sum()
+    rr = np.clip(rows[:, None] + dr.ravel(), 0, shape[0] - 1)
+    cc = np.clip(cols[:, None] + dc.ravel(), 0, shape[1] - 1)
+    return rr, cc, weights
+
+
+def shares(
+    index: NDArray[np.integer], weights: NDArray[np.float64], count: int
+) -> NDArray[np.float64]:
+    """Each point's share (N, count) of every material, from the material index of its
+    footprint pixels (N, P) and the footprint's weights (P,)."""
+    mix = np.zeros((len(index), count))
+    points = np.repeat(np.arange(len(index)), weights.size)
+    np.add.at(mix, (points, index.ravel()), np.tile(weights, len(index)))
+    return mix
 
 
 def standard_image(

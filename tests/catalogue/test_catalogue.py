@@ -264,6 +264,7 @@ def test_blocks_in_parallel_processes_give_the_same_catalogue(exported, tmp_path
     settings = CatalogueSettings(block_px=512, workers=2, crops=False)
     parallel = export_catalogue(copy, settings, tmp_path / "out")
     assert len(parallel.catalogue.components.offsets) > 4  # several blocks
+    assert parallel.catalogue.workers == 2
     assert _same_rows(parallel.catalogue.rows, report.catalogue.rows)
     serial_labels = zarr.open_group(str(store / "mosaic.zarr"), mode="r")[CRYSTALS_PATH]
     parallel_labels = zarr.open_group(str(copy / "mosaic.zarr"), mode="r")[CRYSTALS_PATH]

@@ -139,7 +139,6 @@ def test_the_torch_port_computes_what_the_keras_file_defines(keras_file, publish
 
 def test_the_torch_port_matches_keras_itself(keras_file, published):
     keras = pytest.importorskip("keras", reason="TensorFlow/Keras not installed (extra 'tf')")
-    layers_config = None
     with h5py.File(keras_file, "r") as f:
         layers_config = json.loads(f.attrs["model_config"])["config"]["layers"]
         group = f["model_weights"]

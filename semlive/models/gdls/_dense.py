@@ -9,9 +9,9 @@ farther than ``sample_distance`` from every point stay unlabelled (0), as in the
 * ``"random_walker"`` (the published reference, as the authors' code does it): the components
   are greedily coloured so that touching components differ (a handful of colours), a random
   walker (scikit-image, ``mode='bf'``, beta 0.01, on BSE/65536·10) assigns every pixel a colour,
-  and each colour's regions are split again by 4-connected labelling. Its cost grows with the
-  pixels × colours and it cannot separate two touching components that the colouring leaves
-  with the same colour only through a path of that colour, which the colouring rules out.
+  and each colour's regions are split again by 4-connected labelling (touching components never
+  share a colour, so they come apart again). Its cost grows with pixels × colours, and its weak
+  edge weighting puts boundaries between the points rather than on the BSE edges.
 """
 
 from __future__ import annotations

@@ -114,9 +114,11 @@ def embed(model: nn.Module, spectra: NDArray[Any], batch: int | None = None) -> 
     to stay in cache. The published network runs with each batch-norm folded into the
     convolution before it (the same function, measured 1.7× faster on 2 CPU cores)."""
     values = np.asarray(spectra, dtype=np.float32)
-    published = isinstance(model, SpectrumEmbedding)
-    batch = batch or (128 if published else 4096)
-    fused = _folded(model) if isinstance(model, SpectrumEmbedding) else model.eval()
+    fused: nn.Module
+    if isinstance(model, SpectrumEmbedding):
+        fused, batch = _folded(model), batch or 128
+    else:
+        fused, batch = model.eval(), batch or 4096
     parts = []
     with torch.inference_mode():
         for start in range(0, len(values), batch):
@@ -238,8 +240,11 @@ def _check_architecture(
 ) -> None:
     """The file's layers must be this network's, in this order; the first difference is named."""
     Shape = tuple[int, ...] | None
-    kinds = {nn.BatchNorm1d: "BatchNormalization", nn.ReLU: "Activation"}
-    kinds[nn.AvgPool1d] = "AveragePooling1D"
+    kinds = {
+        nn.BatchNorm1d: "BatchNormalization",
+        nn.ReLU: "Activation",
+        nn.AvgPool1d: "AveragePooling1D",
+    }
     expected: list[tuple[str, Shape]] = [("TensorFlowOpLayer", None)] * 2
     expected.append(("BatchNormalization", None))
     for layer in model.features:

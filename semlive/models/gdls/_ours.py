@@ -17,6 +17,7 @@ d(nearest other-material spectrum)). Every random draw comes from ``seed``.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -183,6 +184,12 @@ def _standardise(
         x = model.transformed(spectra)
         model.mean.copy_(x.mean(dim=0))
         model.std.copy_(x.std(dim=0).clamp(min=0.05))  # empty channels: no division by ~0
+
+
+@functools.cache
+def packaged_embedding() -> FastEmbedding:
+    """The embedding shipped with semlive, read once per process."""
+    return load_embedding()[0]
 
 
 def save_embedding(model: FastEmbedding, card: EmbeddingCard, folder: Path) -> None:

@@ -71,10 +71,10 @@ def segment_field(
     from scipy.ndimage import gaussian_filter
 
     from semlive.models.gdls._embedding import SpectrumEmbedding
-    from semlive.models.gdls._ours import load_embedding
+    from semlive.models.gdls._ours import packaged_embedding
 
     if embedding is None:
-        embedding, _ = load_embedding()
+        embedding = packaged_embedding()
     if tau_z is None:
         tau_z = PUBLISHED_TAU_Z if isinstance(embedding, SpectrumEmbedding) else OWN_TAU_Z
 
