@@ -11,9 +11,10 @@ import logging
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from semlive import __version__
 from semlive.errors import SemliveError, exit_code_for
@@ -466,11 +467,134 @@ def export_command(
     typer.echo(f"report (opens offline in a browser): {report.files['report']}")
 
 
+class _FieldOrCommand(TyperGroup):
+    """``semlive gdls FIELD …`` (Contract 3) runs the ``segment`` command; a first word that
+    names a command (``train-embedding``) runs that command."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and not args[0].startswith("-") and args[0] not in self.commands:
+            args = ["segment", *args]
+        return super().parse_args(ctx, args)
+
+
 gdls_app = typer.Typer(
-    help="GDLS: segmentation of sparse EDS spectra with BSE (Juránek et al.).",
+    cls=_FieldOrCommand,
+    help="GDLS: segmentation of sparse EDS spectra with BSE (Juránek et al.). "
+    "semlive gdls FIELD segments a field (same as semlive gdls segment FIELD).",
     no_args_is_help=True,
 )
 app.add_typer(gdls_app, name="gdls")
+
+
+@gdls_app.command("segment")
+def gdls_segment_command(
+    field: Annotated[
+        Path,
+        typer.Argument(
+            help="A field folder (field.json, one BSE .tif, spectra .npz) or a Bruker .bcf.",
+            show_default=False,
+        ),
+    ],
+    tau_b: Annotated[
+        float,
+        typer.Option(min=0.0, help="Largest BSE difference within a segment (of full scale)."),
+    ] = 0.02,
+    tau_z: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="Largest embedding distance between neighbouring points (default: measured for "
+            "the embedding, 0.1 for semlive's, 0.3 for the published one).",
+            show_default=False,
+        ),
+    ] = None,
+    tau_g: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Touching segments merge below this G per degree of freedom of their summed "
+            "spectra plus (BSE difference / tau-b)²; 0 turns the merge off.",
+        ),
+    ] = 1.5,
+    method: Annotated[
+        str, typer.Option(help="Dense labelling: watershed (fast) or random_walker (the paper's).")
+    ] = "watershed",
+    min_points: Annotated[
+        int, typer.Option(min=1, help="Smallest segment, in EDS points (1: no speck merging).")
+    ] = 20,
+    support: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Triangles of kept edges an edge needs to be kept (0: the published rule).",
+        ),
+    ] = 1,
+    step: Annotated[
+        int, typer.Option(min=1, help="For a .bcf: take every STEP-th pixel as an EDS point.")
+    ] = 3,
+    keras: Annotated[
+        Path | None,
+        typer.Option(
+            help="Use the GDLS authors' embedding.h5 instead of semlive's.", show_default=False
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Segment image (uint32 TIFF) to write; the segment table goes beside it as .csv "
+            "(default: gdls-segments.tif in the field folder, or beside the .bcf).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Segment one field from its BSE and sparse spectra; name each segment's phase."""
+    import time
+
+    import numpy as np
+    import tifffile
+
+    from semlive.acquisition._field import read_field
+    from semlive.models.gdls import (
+        DENSE_METHODS,
+        load_keras_embedding,
+        phase_areas,
+        phase_library,
+        segment_field,
+        segment_table,
+        write_segment_table,
+    )
+
+    if method not in DENSE_METHODS:
+        raise typer.BadParameter(f"expected one of {', '.join(DENSE_METHODS)}, got {method!r}")
+    data = read_field(field, step=step)
+    target = out or (field / "gdls-segments.tif" if field.is_dir() else
+                     field.with_name(f"{field.stem}-gdls-segments.tif"))  # fmt: skip
+    embedding = load_keras_embedding(keras) if keras is not None else None
+    started = time.perf_counter()
+    result = segment_field(
+        data.bse, data.rows, data.cols, data.counts, data.channel_offset_ev,
+        data.channel_width_ev, embedding, tau_b=tau_b, tau_z=tau_z,
+        method=method,  # type: ignore[arg-type]
+        full_scale=data.full_scale, min_points=min_points, tau_g=tau_g or None,
+        support=support,
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    table = segment_table(result, data.bse, phase_library(round(data.beam_energy_kev, 1)))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(target, result.labels.astype(np.uint32))
+    csv = write_segment_table(table, target.with_suffix(".csv"))
+    counts = float(np.asarray(data.counts).sum(axis=1).mean())
+    typer.echo(
+        f"{data.name}: {len(table['segment'])} segments from {len(data.rows):,} EDS points "
+        f"({counts:,.0f} counts each on average, every {result.sample_distance_px:g} px) on a "
+        f"{data.bse.shape[0]}×{data.bse.shape[1]}-px BSE image in {seconds:.2f} s"
+    )
+    covered = max(int(table["pixels"].sum()), 1)
+    typer.echo("phases by area (nearest library phase of each segment's summed spectrum):")
+    for phase, pixels, segments, mixed in phase_areas(table)[:12]:
+        note = f", {mixed / pixels:.0%} in mixed boundary segments" if mixed else ""
+        typer.echo(f"  {pixels / covered:6.1%}  {phase} ({segments} segments{note})")
+    typer.echo(f"segments: {target}; table: {csv}")
 
 
 @gdls_app.command("train-embedding")

@@ -11,7 +11,13 @@ from semlive.streaming._mosaic import MosaicGeometry, MosaicWriter
 from semlive.streaming._registration import PairShift, register_pair
 from semlive.streaming._session import stitch_session
 from semlive.streaming._solver import Link, Placement, solve
-from semlive.streaming._stitcher import Correction, RegionChanged, RegionComplete, Stitcher
+from semlive.streaming._stitcher import (
+    Correction,
+    RegionChanged,
+    RegionComplete,
+    SpectraPlaced,
+    Stitcher,
+)
 
 __all__ = [
     "Correction",
@@ -22,6 +28,7 @@ __all__ = [
     "Placement",
     "RegionChanged",
     "RegionComplete",
+    "SpectraPlaced",
     "Stitcher",
     "placement_error_px",
     "register_pair",

@@ -15,13 +15,20 @@ from semlive.acquisition import (
     Ledger,
     SessionDone,
     SessionOpened,
+    SpectraReady,
     StandardMeasured,
     TileReady,
 )
 from semlive.acquisition import _readers as rd
 from semlive.records import SessionInfo
 from semlive.settings import Settings
-from semlive.streaming._stitcher import Correction, RegionChanged, RegionComplete, Stitcher
+from semlive.streaming._stitcher import (
+    Correction,
+    RegionChanged,
+    RegionComplete,
+    SpectraPlaced,
+    Stitcher,
+)
 
 __all__ = ["stitch_session"]
 
@@ -31,6 +38,8 @@ StitchEvent = (
     | StandardMeasured
     | RegionComplete
     | RegionChanged
+    | SpectraReady
+    | SpectraPlaced
     | SessionDone
     | object  # what the correction reports (drift alerts)
 )
@@ -48,10 +57,14 @@ def stitch_session(
     """Ingest and stitch a session, live or finished; resumes what a store already holds.
 
     ``correction`` makes the tiles' drift correction for the session (given its description
-    and the ledger); standard measurements are passed to it as they arrive.
+    and the ledger); standard measurements are passed to it as they arrive. Spectra batches
+    are passed on as they arrive (:class:`SpectraReady`) and again, with their points' mosaic
+    positions, once the tile they were acquired in is placed (:class:`SpectraPlaced`; batches
+    without a tile: once any tile is).
     """
     with Ingestor(session_dir, store, settings.acquisition) as ingestor:
         stitcher: Stitcher | None = None
+        unplaced: list[SpectraReady] = []
         for event in ingestor.run(once=once):
             if isinstance(event, SessionOpened):
                 read_tile, read_maps = _readers(ingestor)
@@ -74,6 +87,7 @@ def stitch_session(
             elif isinstance(event, TileReady) and stitcher is not None:
                 yield event
                 yield from stitcher.add(event)
+                yield from _place(stitcher, unplaced)
             elif isinstance(event, FileQuarantined):
                 yield event
             elif isinstance(event, StandardMeasured) and stitcher is not None:
@@ -83,11 +97,26 @@ def stitch_session(
                     yield from stitcher.recorrect()
             elif isinstance(event, EdsReady) and stitcher is not None:
                 stitcher.add_eds(event)
+            elif isinstance(event, SpectraReady):
+                yield event
+                unplaced.append(event)
+                if stitcher is not None:
+                    yield from _place(stitcher, unplaced)
             elif isinstance(event, SessionDone) and stitcher is not None:
                 yield from stitcher.finish()
                 yield event
         if once and stitcher is not None and not ingestor.finished:
             stitcher.flush()
+
+
+def _place(stitcher: Stitcher, unplaced: list[SpectraReady]) -> Iterator[SpectraPlaced]:
+    """The batches whose tile is placed now, with their mosaic positions (removed from
+    ``unplaced``)."""
+    for event in list(unplaced):
+        at = stitcher.mosaic_px(event.batch.xy_um, event.batch.tile)
+        if at is not None:
+            unplaced.remove(event)
+            yield SpectraPlaced(event.batch, at)
 
 
 def _readers(ingestor: Ingestor) -> tuple[Reader, Reader]:

@@ -23,13 +23,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from semlive.acquisition import EdsReady, Ledger, StandardMeasured, TileReady
-from semlive.records import SessionInfo, TileImage, TileSidecar
+from semlive.records import SessionInfo, SpectraBatch, TileImage, TileSidecar
 from semlive.settings import StreamingSettings
 from semlive.streaming._mosaic import CHUNK, MosaicGeometry, MosaicWriter, TileOnMosaic
 from semlive.streaming._registration import PairShift, noise_scores, register_pair
 from semlive.streaming._solver import Link, solve
 
-__all__ = ["Correction", "RegionChanged", "RegionComplete", "Stitcher"]
+__all__ = ["Correction", "RegionChanged", "RegionComplete", "SpectraPlaced", "Stitcher"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,14 @@ class Correction(Protocol):
 class RegionComplete:
     region: tuple[int, int]
     bounds_px: tuple[int, int, int, int]  # row0, col0, row1, col1 of level 0
+
+
+@dataclass(frozen=True, slots=True)
+class SpectraPlaced:
+    """A batch of spectra and where its points lie on the mosaic (level-0 row, col px)."""
+
+    batch: SpectraBatch
+    mosaic_px: NDArray[np.float64]  # (N, 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -563,6 +571,27 @@ class Stitcher:
         events += self._announce(self._completable(done=True))
         self.flush()
         return events
+
+    def mosaic_px(
+        self, xy_um: NDArray[np.float64], tile: str | None = None
+    ) -> NDArray[np.float64] | None:
+        """Level-0 mosaic position (row, col px) of stage positions ``xy_um`` (N, 2).
+
+        Through the tile they were acquired in, where known, so its placement corrects the
+        stage error; else through the mean placement (the anchor). None while that tile (or
+        any tile) is not placed yet."""
+        if self._writer is None or (tile is not None and tile not in self.tiles):
+            return None
+        g = self.writer.geometry
+        if tile is not None:
+            t = self.tiles[tile]
+            shift = (t.position[0] - t.nominal[0], t.position[1] - t.nominal[1])
+        else:
+            shift = self.anchor_px()
+        xy = np.asarray(xy_um, np.float64).reshape(-1, 2)
+        rows = (xy[:, 1] - g.origin_um[1]) / g.pixel_size_um + shift[0]
+        cols = (xy[:, 0] - g.origin_um[0]) / g.pixel_size_um + shift[1]
+        return np.stack([rows, cols], axis=1)
 
     def placements_um(self) -> dict[str, tuple[float, float]]:
         """Placed stage position (x, y µm) of each tile's centre (mean deviation zero)."""

@@ -7,6 +7,7 @@ acquisition order at a chosen pace, with faults on request, and the ground truth
 ``OUT/_truth/``.
 """
 
+from semlive.virtual_sem._fields import FIELD_KINDS, Field, simulate_field, write_field
 from semlive.virtual_sem._plan import (
     PRESETS,
     SESSION_GAIN_JUMP,
@@ -18,10 +19,14 @@ from semlive.virtual_sem._writer import FAULTS
 
 __all__ = [
     "FAULTS",
+    "FIELD_KINDS",
     "PRESETS",
     "SESSION_GAIN_JUMP",
     "SESSION_OFFSET_JUMP_DN",
+    "Field",
     "Preset",
     "SimulationSummary",
     "simulate",
+    "simulate_field",
+    "write_field",
 ]

@@ -17,7 +17,9 @@ mixtures), then is Poisson-sampled. BSE is formed as in the virtual SEM (:class:
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,7 +35,7 @@ from semlive.physics import (
 from semlive.virtual_sem._geometry import euhedral_prism, octagon, rectangle, rotate
 from semlive.virtual_sem._imaging import EDS_PSF_PX, BseDetector, footprint, shares
 
-__all__ = ["FIELD_KINDS", "Field", "simulate_field"]
+__all__ = ["FIELD_KINDS", "Field", "simulate_field", "write_field"]
 
 FIELD_KINDS = ("garnet", "columbite", "olivine")
 
@@ -169,6 +171,36 @@ def simulate_field(
         1.0,
         beam_energy_kev,
     )
+
+
+def write_field(field: Field, folder: Path) -> Path:
+    """Write ``field`` as a GDLS field folder (docs/session-folder.md, "A GDLS field"):
+    ``field.json``, ``bse.tif``, ``spectra.npz`` and the truth in ``_truth/`` (``regions.tif``
+    and ``regions.json``: the material of each region). Returns the folder."""
+    import tifffile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "pixel_size_um": field.pixel_size_um,
+        "origin_um": [0.0, 0.0],
+        "spectra": {
+            "channel_offset_ev": field.detector.channel_offset_ev,
+            "channel_width_ev": field.detector.channel_width_ev,
+            "kV": field.beam_energy_kev,
+        },
+    }
+    (folder / "field.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    tifffile.imwrite(folder / "bse.tif", field.bse)
+    xy_um = np.stack([field.cols, field.rows], axis=1) * field.pixel_size_um
+    np.savez_compressed(
+        folder / "spectra.npz", xy_um=xy_um.astype(np.float64), counts=field.spectra
+    )
+    truth = folder / "_truth"
+    truth.mkdir(exist_ok=True)
+    tifffile.imwrite(truth / "regions.tif", field.truth.astype(np.uint32))
+    regions = {"kind": field.kind, "material_of_region": field.zone_material}
+    (truth / "regions.json").write_text(json.dumps(regions, indent=2) + "\n", encoding="utf-8")
+    return folder
 
 
 def _contrast(detector: BseDetector, eta: NDArray[np.float64]) -> tuple[float, float]:

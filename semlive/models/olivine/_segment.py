@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 
 from semlive.models._checkpoint import ModelCard, load_model
 from semlive.models._device import Runtime, choose_runtime, run_batched
+from semlive.models._labels import register_label, require_pyramid, update_pyramid
 from semlive.models._networks import architecture
 from semlive.settings import OlivineSettings
 
@@ -174,8 +175,8 @@ class OlivineSegmenter:
         label = (p >= self.card.dlth).astype(np.uint8)
         self.labels[0][r0:r1, c0:c1] = label
         self.probability[0][r0:r1, c0:c1] = np.rint(p * 255).astype(np.uint8)
-        _update_pyramid(self.labels, (r0, c0, r1, c1), "nearest")
-        _update_pyramid(self.probability, (r0, c0, r1, c1), "mean")
+        update_pyramid(self.labels, (r0, c0, r1, c1), "nearest")
+        update_pyramid(self.probability, (r0, c0, r1, c1), "mean")
         seconds = time.perf_counter() - started
         self.pixels += (r1 - r0) * (c1 - c0)
         self.seconds += seconds
@@ -208,10 +209,7 @@ def _open_outputs(root: Any, card: ModelCard) -> tuple[list[Any], list[Any]]:
     bse = root["bse"]
     multiscales = bse.attrs["ome"]["multiscales"][0]
     levels = [bse[d["path"]] for d in multiscales["datasets"]]
-    labels_group = root.require_group("bse/labels")
-    names = list(labels_group.attrs.get("ome", {}).get("labels", []))
-    if "olivine" not in names:
-        labels_group.attrs["ome"] = {"version": "0.5", "labels": [*names, "olivine"]}
+    register_label(root, "olivine")
     label_meta = {
         "version": "0.5",
         "multiscales": [{**multiscales, "name": "olivine"}],
@@ -228,46 +226,6 @@ def _open_outputs(root: Any, card: ModelCard) -> tuple[list[Any], list[Any]]:
     prob_meta = {"version": "0.5", "multiscales": [{**multiscales, "name": PROBABILITY_PATH}]}
     provenance = {"model": card.architecture, "dlth": card.dlth, "scale": "probability × 255"}
     return (
-        _require_pyramid(root, LABEL_PATH, levels, label_meta, provenance),
-        _require_pyramid(root, PROBABILITY_PATH, levels, prob_meta, provenance),
+        require_pyramid(root, LABEL_PATH, levels, label_meta, provenance),
+        require_pyramid(root, PROBABILITY_PATH, levels, prob_meta, provenance),
     )
-
-
-def _require_pyramid(
-    root: Any, path: str, like: list[Any], meta: dict[str, Any], provenance: dict[str, Any]
-) -> list[Any]:
-    group = root.require_group(path)
-    arrays = []
-    for k, level in enumerate(like):
-        if str(k) in group:
-            arrays.append(group[str(k)])
-            continue
-        arrays.append(
-            group.create_array(
-                str(k),
-                shape=level.shape,
-                chunks=level.chunks,
-                dtype="uint8",
-                fill_value=0,
-                dimension_names=["y", "x"],
-            )
-        )
-    group.attrs["ome"] = meta
-    group.attrs["semlive"] = provenance
-    return arrays
-
-
-def _update_pyramid(levels: list[Any], box: tuple[int, int, int, int], how: str) -> None:
-    r0, c0, r1, c1 = box
-    for k in range(1, len(levels)):
-        r0, c0 = r0 // 2, c0 // 2
-        r1, c1 = min(-(-r1 // 2), levels[k].shape[0]), min(-(-c1 // 2), levels[k].shape[1])
-        below = np.asarray(levels[k - 1][2 * r0 : 2 * r1, 2 * c0 : 2 * c1])
-        if how == "nearest":
-            block = below[::2, ::2]
-        else:
-            padded = np.pad(below, ((0, below.shape[0] % 2), (0, below.shape[1] % 2)), mode="edge")
-            block = np.rint(
-                padded.reshape(padded.shape[0] // 2, 2, padded.shape[1] // 2, 2).mean(axis=(1, 3))
-            ).astype(np.uint8)
-        levels[k][r0:r1, c0:c1] = block[: r1 - r0, : c1 - c0]
