@@ -542,7 +542,7 @@ def gdls_segment_command(
         Path | None,
         typer.Option(
             help="Segment image (uint32 TIFF) to write; the segment table goes beside it as .csv "
-            "(default: gdls-segments.tif in the field folder, or beside the .bcf).",
+            "(default: FIELD-gdls-segments.tif beside the field folder or .bcf).",
             show_default=False,
         ),
     ] = None,
@@ -567,8 +567,14 @@ def gdls_segment_command(
     if method not in DENSE_METHODS:
         raise typer.BadParameter(f"expected one of {', '.join(DENSE_METHODS)}, got {method!r}")
     data = read_field(field, step=step)
-    target = out or (field / "gdls-segments.tif" if field.is_dir() else
-                     field.with_name(f"{field.stem}-gdls-segments.tif"))  # fmt: skip
+    target = out or field.with_name(f"{field.stem}-gdls-segments.tif")
+    inputs = set(field.iterdir()) if field.is_dir() else {field}
+    written = {p.resolve() for p in (target, target.with_suffix(".csv"))}
+    if written & {p.resolve() for p in inputs}:
+        raise typer.BadParameter(
+            f"{target} (or its .csv) is one of the field's own files; give another --out",
+            param_hint="--out",
+        )
     embedding = load_keras_embedding(keras) if keras is not None else None
     started = time.perf_counter()
     result = segment_field(

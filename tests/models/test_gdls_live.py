@@ -102,3 +102,28 @@ def test_a_restart_and_a_re_fused_region_change_nothing(live_store, tmp_path):
     assert after == before  # the same segments, phases and numbers
     root = zarr.open_group(str(copy / "mosaic.zarr"), mode="r")
     np.testing.assert_array_equal(np.asarray(root[GDLS_LABELS]["0"][...]), labels_before)
+
+
+def test_a_field_that_cannot_be_segmented_is_recorded_and_the_rest_goes_on(live_store, tmp_path):
+    import json
+    import shutil
+
+    from semlive.records import SpectraBatch
+
+    store, _, segmented = live_store
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    with np.load(copy / "gdls" / "fields" / f"{segmented[0].field}.npz") as data:
+        at, counts = data["mosaic_px"], data["counts"]
+    # every spectrum of the batch reported at one stage position: one pixel on the mosaic
+    piled = np.repeat(at[:1], len(at), axis=0)
+    batch = SpectraBatch(
+        name="spectra/piled.npz", xy_um=np.zeros_like(piled), counts=counts,
+        channel_offset_ev=0.0, channel_width_ev=10.0, beam_energy_kev=20.0, tile=None,
+        bse=None, pixel_size_um=None, checksum="0" * 32,
+    )  # fmt: skip
+    live = LiveGdls(copy)
+    assert live.handle(SpectraPlaced(batch, piled)) == []
+    state = json.loads((copy / "gdls" / "state.json").read_text())
+    assert "1 of its 4096 spectra lie on the mosaic" in state["fields"]["piled"]["error"]
+    assert _table(copy) == _table(store)  # the segments of the other fields are untouched

@@ -135,10 +135,17 @@ def test_gdls_command_segments_a_field_folder(tmp_path, capsys):
     with out.with_suffix(".csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert {int(r["segment"]) for r in rows} == set(np.unique(labels[labels > 0]).tolist())
-    # `semlive gdls segment FIELD` is the same command; the default output is in the folder
-    assert main(["gdls", "segment", str(folder)]) == 0
-    assert (folder / "gdls-segments.tif").is_file()
-    assert (folder / "gdls-segments.csv").is_file()
+    # `semlive gdls segment FIELD` is the same command; the default output is beside the
+    # folder, so the field reads the same the next time
+    for _ in range(2):
+        assert main(["gdls", "segment", str(folder)]) == 0
+    assert (tmp_path / "field-gdls-segments.tif").is_file()
+    assert (tmp_path / "field-gdls-segments.csv").is_file()
+    # the field's own files are never overwritten
+    bse = (folder / "bse.tif").read_bytes()
+    assert main(["gdls", str(folder), "--out", str(folder / "bse.tif")]) == 2
+    assert "one of the field's own files" in capsys.readouterr().err
+    assert (folder / "bse.tif").read_bytes() == bse
 
 
 def test_gdls_command_refuses_what_is_not_a_field(tmp_path, capsys):

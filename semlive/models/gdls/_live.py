@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import re
 import time
@@ -26,12 +27,15 @@ import numpy as np
 from numpy.typing import NDArray
 from torch import nn
 
+from semlive.errors import InputDataError
 from semlive.models._labels import register_label, require_pyramid, update_pyramid
 from semlive.models.gdls._phases import cell_text, phase_library, segment_table
 from semlive.models.gdls._segment import TAU_G, segment_field
 from semlive.streaming import RegionChanged, RegionComplete, SpectraPlaced
 
 __all__ = ["GDLS_LABELS", "SEGMENTS_CSV", "FieldSegmented", "LiveGdls"]
+
+_log = logging.getLogger(__name__)
 
 GDLS_LABELS = "bse/labels/gdls"
 SEGMENTS_CSV = "gdls/segments.csv"
@@ -126,14 +130,24 @@ class LiveGdls:
         return self.run_ready()
 
     def run_ready(self) -> list[FieldSegmented]:
-        """Segment every field not yet segmented whose points all lie in complete regions."""
+        """Segment every field not yet segmented whose points all lie in complete regions.
+
+        A field that cannot be segmented (its spectra's calibration is unusable, too few of
+        its points on the mosaic) is recorded with the reason in ``state.json`` and logged;
+        the other fields and the session go on."""
         done = []
         for name, entry in sorted(self.fields.items()):
             if entry.get("done"):
                 continue
             points = self._points(name)
-            if points is not None and self._covered(points):
+            if points is None or not self._covered(points):
+                continue
+            try:
                 done.append(self.segment(name))
+            except InputDataError as exc:
+                _log.warning("GDLS: field %s not segmented: %s", name, exc)
+                entry.update(done=True, error=str(exc))
+                self._save_state()
         return done
 
     # -- one field ----------------------------------------------------------------------------
@@ -155,6 +169,13 @@ class LiveGdls:
         keep = np.zeros(len(pixel), bool)
         keep[first] = True  # one spectrum a pixel
         keep &= inside
+        if keep.sum() < _MIN_POINTS:
+            raise InputDataError(
+                f"{int(keep.sum())} of its {len(pixel)} spectra lie on the mosaic, on distinct "
+                f"pixels; expected at least {_MIN_POINTS} to segment a field — check the "
+                "batch's stage positions (xy_um) against the tiles'",
+                got=int(keep.sum()),
+            )
         rows, cols, counts = pixel[keep, 0], pixel[keep, 1], counts[keep]
         r0, c0 = max(int(rows.min()) - _MARGIN_PX, 0), max(int(cols.min()) - _MARGIN_PX, 0)
         r1 = min(int(rows.max()) + _MARGIN_PX + 1, height)
