@@ -127,3 +127,23 @@ def test_a_field_that_cannot_be_segmented_is_recorded_and_the_rest_goes_on(live_
     state = json.loads((copy / "gdls" / "state.json").read_text())
     assert "1 of its 4096 spectra lie on the mosaic" in state["fields"]["piled"]["error"]
     assert _table(copy) == _table(store)  # the segments of the other fields are untouched
+
+
+def test_a_field_that_now_has_more_segments_takes_a_fresh_range(live_store, tmp_path):
+    import shutil
+
+    store, _, segmented = live_store
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    live = LiveGdls(copy, min_points=3)  # smaller segments: more of them than before
+    field = segmented[0]
+    again = live.handle(RegionChanged((0, 0), field.bounds_px))
+    assert again[0].segments > field.segments
+    assert again[0].first_id > max(f.first_id + f.segments - 1 for f in segmented)
+    rows = _table(copy)
+    ids = [int(r["segment"]) for r in rows]
+    assert len(ids) == len(set(ids))  # no id twice
+    root = zarr.open_group(str(copy / "mosaic.zarr"), mode="r")
+    level0 = np.asarray(root[GDLS_LABELS]["0"][...])
+    assert set(ids) == set(np.unique(level0[level0 > 0]).tolist())  # the old range cleared
+    assert len(rows) == again[0].segments + sum(f.segments for f in segmented[1:])

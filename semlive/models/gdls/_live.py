@@ -8,7 +8,8 @@ points now all lie in complete regions: the BSE under the field is read from the
 corrected), GDLS runs on it (:func:`segment_field`), each segment is named by its phase
 (:func:`segment_table`) and both are written. A field's segment ids are its own range of the
 uint32 label image, kept when the field is segmented again (a re-fused region, a replaced
-batch), and its rows of the table are replaced, so nothing is duplicated.
+batch) unless it then has more segments than the range holds (a fresh range is taken), and its
+rows of the table are replaced, so nothing is duplicated.
 """
 
 from __future__ import annotations
@@ -188,19 +189,22 @@ class LiveGdls:
         )  # fmt: skip
         table = segment_table(result, bse, phase_library(round(float(calibration[2]), 1)))
         entry = self.fields[name]
-        first_id = int(entry.get("first_id") or self._next_id())
         previous = entry.get("bounds")
         labels = self._label_levels(root, bse_levels)
-        if previous:  # the field's segments of an earlier run are cleared first
-            _clear(labels, previous, first_id, first_id + int(entry.get("capacity", 0)) - 1)
         local = result.labels
+        old_first, old_capacity = int(entry.get("first_id") or 0), int(entry.get("capacity", 0))
+        if previous and old_first:  # the field's segments of an earlier run are cleared first
+            _clear(labels, previous, old_first, old_first + old_capacity - 1)
+        if old_first and int(local.max()) <= old_capacity:
+            first_id, capacity = old_first, old_capacity  # the same ids as before
+        else:  # first time, or more segments than its range holds: a fresh range
+            first_id, capacity = self._next_id(), int(local.max())
         block = np.asarray(labels[0][r0:r1, c0:c1])
         block[local > 0] = local[local > 0].astype(np.uint32) + np.uint32(first_id - 1)
         labels[0][r0:r1, c0:c1] = block
         update_pyramid(labels, (r0, c0, r1, c1), "nearest")
         if previous:
             update_pyramid(labels, (previous[0], previous[1], previous[2], previous[3]), "nearest")
-        capacity = max(int(local.max()), int(entry.get("capacity", 0)))
         self._write_table(name, table, first_id, (r0, c0))
         entry.update(
             done=True,
