@@ -504,7 +504,7 @@ def gdls_segment_command(
         typer.Option(
             min=0.0,
             help="Largest embedding distance between neighbouring points (default: measured for "
-            "the embedding, 0.1 for semlive's, 0.3 for the published one).",
+            "the embedding, 0.15 for semlive's, 0.3 for the published one).",
             show_default=False,
         ),
     ] = None,
@@ -567,12 +567,17 @@ def gdls_segment_command(
     if method not in DENSE_METHODS:
         raise typer.BadParameter(f"expected one of {', '.join(DENSE_METHODS)}, got {method!r}")
     data = read_field(field, step=step)
-    target = out or field.with_name(f"{field.stem}-gdls-segments.tif")
-    inputs = set(field.iterdir()) if field.is_dir() else {field}
-    written = {p.resolve() for p in (target, target.with_suffix(".csv"))}
-    if written & {p.resolve() for p in inputs}:
+    place = field.resolve()
+    target = out or place.with_name(f"{place.stem}-gdls-segments.tif")
+    if target.suffix.lower() not in (".tif", ".tiff"):
         raise typer.BadParameter(
-            f"{target} (or its .csv) is one of the field's own files; give another --out",
+            f"expected a .tif file for the segment image, got {target.name}", param_hint="--out"
+        )
+    written = {target.resolve(), target.with_suffix(".csv").resolve()}
+    if place in written or (field.is_dir() and any(place in p.parents for p in written)):
+        raise typer.BadParameter(
+            f"{target} is inside the field or one of its files; the field stays as it is: "
+            "give an --out outside it",
             param_hint="--out",
         )
     embedding = load_keras_embedding(keras) if keras is not None else None

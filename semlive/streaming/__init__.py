@@ -15,6 +15,7 @@ from semlive.streaming._stitcher import (
     Correction,
     RegionChanged,
     RegionComplete,
+    SpectraMoved,
     SpectraPlaced,
     Stitcher,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "Placement",
     "RegionChanged",
     "RegionComplete",
+    "SpectraMoved",
     "SpectraPlaced",
     "Stitcher",
     "placement_error_px",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import logging
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from semlive.streaming._stitcher import (
     Correction,
     RegionChanged,
     RegionComplete,
+    SpectraMoved,
     SpectraPlaced,
     Stitcher,
 )
@@ -40,10 +42,13 @@ StitchEvent = (
     | RegionChanged
     | SpectraReady
     | SpectraPlaced
+    | SpectraMoved
     | SessionDone
     | object  # what the correction reports (drift alerts)
 )
 Reader = Callable[[str], NDArray[np.generic]]
+_log = logging.getLogger(__name__)
+_MOVED_PX = 0.25  # a batch whose points moved farther than this is reported moved
 
 
 def stitch_session(
@@ -58,13 +63,14 @@ def stitch_session(
 
     ``correction`` makes the tiles' drift correction for the session (given its description
     and the ledger); standard measurements are passed to it as they arrive. Spectra batches
-    are passed on as they arrive (:class:`SpectraReady`) and again, with their points' mosaic
-    positions, once the tile they were acquired in is placed (:class:`SpectraPlaced`; batches
-    without a tile: once any tile is).
+    are passed on as they arrive (:class:`SpectraReady`), again with their points' mosaic
+    positions once the tile they were acquired in is placed (:class:`SpectraPlaced`; batches
+    without a tile: once any tile is), and as :class:`SpectraMoved` whenever a re-solve moves
+    them, before the region events of that step.
     """
     with Ingestor(session_dir, store, settings.acquisition) as ingestor:
         stitcher: Stitcher | None = None
-        unplaced: list[SpectraReady] = []
+        spectra = _Spectra()
         for event in ingestor.run(once=once):
             if isinstance(event, SessionOpened):
                 read_tile, read_maps = _readers(ingestor)
@@ -86,37 +92,79 @@ def stitch_session(
                         stitcher.add_eds(eds)
             elif isinstance(event, TileReady) and stitcher is not None:
                 yield event
-                yield from stitcher.add(event)
-                yield from _place(stitcher, unplaced)
+                yield from spectra.around(stitcher, stitcher.add(event))
             elif isinstance(event, FileQuarantined):
                 yield event
             elif isinstance(event, StandardMeasured) and stitcher is not None:
                 yield event
                 if stitcher.correction is not None:
                     yield from stitcher.correction.add(event)
-                    yield from stitcher.recorrect()
+                    yield from spectra.around(stitcher, stitcher.recorrect())
             elif isinstance(event, EdsReady) and stitcher is not None:
                 stitcher.add_eds(event)
             elif isinstance(event, SpectraReady):
                 yield event
-                unplaced.append(event)
-                if stitcher is not None:
-                    yield from _place(stitcher, unplaced)
+                if spectra.arrive(event) and stitcher is not None:
+                    yield from spectra.place(stitcher)
             elif isinstance(event, SessionDone) and stitcher is not None:
-                yield from stitcher.finish()
+                yield from spectra.around(stitcher, stitcher.finish())
+                spectra.warn_unplaced()
                 yield event
         if once and stitcher is not None and not ingestor.finished:
             stitcher.flush()
 
 
-def _place(stitcher: Stitcher, unplaced: list[SpectraReady]) -> Iterator[SpectraPlaced]:
-    """The batches whose tile is placed now, with their mosaic positions (removed from
-    ``unplaced``)."""
-    for event in list(unplaced):
-        at = stitcher.mosaic_px(event.batch.xy_um, event.batch.tile)
-        if at is not None:
-            unplaced.remove(event)
-            yield SpectraPlaced(event.batch, at)
+class _Spectra:
+    """Where the session's spectra batches lie on the mosaic, kept current as tiles move.
+
+    Only positions are kept for the batches already placed, not their counts. A restart
+    places the batches that arrive after it; those placed before it are not followed any
+    more (their consumer keeps the positions it was given)."""
+
+    def __init__(self) -> None:
+        self.unplaced: list[SpectraReady] = []
+        self.placed: dict[str, tuple[NDArray[np.float64], str | None, NDArray[np.float64]]] = {}
+
+    def arrive(self, event: SpectraReady) -> bool:
+        """Take a batch; False for a hypermap, whose positions are relative to its map."""
+        if event.batch.bse is not None:
+            _log.info(
+                "%s: a hypermap's pixel positions are relative to the map, not on the stage; "
+                "it is not placed on the mosaic (segment it with: semlive gdls FILE)",
+                event.batch.name,
+            )
+            return False
+        self.unplaced.append(event)
+        return True
+
+    def place(self, stitcher: Stitcher) -> Iterator[SpectraPlaced]:
+        """The batches whose tile is placed now, with their mosaic positions."""
+        for event in list(self.unplaced):
+            batch = event.batch
+            at = stitcher.mosaic_px(batch.xy_um, batch.tile)
+            if at is not None:
+                self.unplaced.remove(event)
+                self.placed[batch.name] = (batch.xy_um, batch.tile, at)
+                yield SpectraPlaced(batch, at)
+
+    def around(self, stitcher: Stitcher, events: Sequence[StitchEvent]) -> Iterator[StitchEvent]:
+        """The batches a step of the stitcher moved (first), that step's events, then the
+        batches it placed."""
+        for name, (xy_um, tile, at) in list(self.placed.items()):
+            now = stitcher.mosaic_px(xy_um, tile)
+            if now is not None and float(np.abs(now - at).max()) > _MOVED_PX:
+                self.placed[name] = (xy_um, tile, now)
+                yield SpectraMoved(name, now)
+        yield from events
+        yield from self.place(stitcher)
+
+    def warn_unplaced(self) -> None:
+        for event in self.unplaced:
+            _log.warning(
+                "%s: its tile %s was never placed, so its spectra are not on the mosaic",
+                event.batch.name,
+                event.batch.tile,
+            )
 
 
 def _readers(ingestor: Ingestor) -> tuple[Reader, Reader]:

@@ -29,7 +29,14 @@ from semlive.streaming._mosaic import CHUNK, MosaicGeometry, MosaicWriter, TileO
 from semlive.streaming._registration import PairShift, noise_scores, register_pair
 from semlive.streaming._solver import Link, solve
 
-__all__ = ["Correction", "RegionChanged", "RegionComplete", "SpectraPlaced", "Stitcher"]
+__all__ = [
+    "Correction",
+    "RegionChanged",
+    "RegionComplete",
+    "SpectraMoved",
+    "SpectraPlaced",
+    "Stitcher",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +78,14 @@ class SpectraPlaced:
 
     batch: SpectraBatch
     mosaic_px: NDArray[np.float64]  # (N, 2)
+
+
+@dataclass(frozen=True, slots=True)
+class SpectraMoved:
+    """A placed batch's points moved on the mosaic (its tile was placed anew by a re-solve)."""
+
+    name: str  # the batch's name, as in SpectraPlaced.batch.name
+    mosaic_px: NDArray[np.float64]  # (N, 2), level-0 row, col px
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,7 +52,13 @@ def test_spectra_placed_by_the_origin_and_pixel_size(field, tmp_path):
     [
         (lambda f: (f / "field.json").unlink(), "no field.json"),
         (lambda f: (f / "field.json").write_text("{"), "not valid JSON"),
-        (lambda f: (f / "field.json").write_text('{"pixel_size_um": -1}'), "missing or malformed"),
+        (lambda f: (f / "field.json").write_text('{"pixel_size_um": 1}'), "missing or malformed"),
+        (
+            lambda f: (f / "field.json").write_text(
+                '{"pixel_size_um": -1, "spectra": {"channel_width_ev": 10}}'
+            ),
+            "pixel_size_um -1.0",
+        ),
         (lambda f: tifffile.imwrite(f / "second.tif", np.zeros((4, 4), np.uint8)), "2 TIFF files"),
         (lambda f: (f / "spectra.npz").unlink(), "no spectra"),
         (

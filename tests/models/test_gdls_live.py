@@ -26,6 +26,8 @@ def live_store(small_session, tmp_path_factory):
         if isinstance(event, SpectraPlaced):
             placed.append(event.batch.name)
         segmented += live.handle(event)
+    # the last run of each field (a field whose tile a re-solve moved is segmented again)
+    segmented = list({s.field: s for s in segmented}.values())
     return store, placed, segmented
 
 
@@ -40,6 +42,7 @@ def test_each_spectra_field_is_segmented_once_its_regions_are_complete(live_stor
         f"spectra/{p.name}" for p in (small_session / "spectra").glob("*.npz")
     )
     assert sorted(f"spectra/{s.field}.npz" for s in segmented) == sorted(placed)
+    assert sum(s.segments for s in segmented) == len(_table(store))
     root = zarr.open_group(str(store / "mosaic.zarr"), mode="r")
     labels = root[GDLS_LABELS]
     assert "gdls" in root["bse/labels"].attrs["ome"]["labels"]
@@ -55,6 +58,36 @@ def test_each_spectra_field_is_segmented_once_its_regions_are_complete(live_stor
         ids = [int(r["segment"]) for r in rows if r["field"] == field.field]
         assert min(ids) == field.first_id
         assert max(ids) == field.first_id + field.segments - 1
+
+
+def test_kept_positions_follow_the_final_tile_placements(live_store, small_session):
+    """Each field's points sit where the final placement of their tile puts them, re-solves
+    after their arrival included (SpectraMoved)."""
+    import json
+    import sqlite3
+
+    store, _, segmented = live_store
+    session = json.loads((small_session / "session.json").read_text())
+    rows, cols = session["tile_shape"]
+    pixel = session["pixel_size_um"]
+    with sqlite3.connect(store / "ledger.sqlite") as db:
+        placed = {
+            t: (r, c) for t, r, c in db.execute("SELECT tile, row_px, col_px FROM placements")
+        }
+    for field in segmented:
+        batch = np.load(small_session / "spectra" / f"{field.field}.npz")
+        tile = str(batch["tile"])
+        side = json.loads((small_session / "tiles" / f"{tile}.json").read_text())
+        r0, c0 = placed[tile]
+        expected = np.stack(
+            [
+                r0 + (rows - 1) / 2 + (batch["xy_um"][:, 1] - side["stage_y_um"]) / pixel,
+                c0 + (cols - 1) / 2 + (batch["xy_um"][:, 0] - side["stage_x_um"]) / pixel,
+            ],
+            axis=1,
+        )
+        with np.load(store / "gdls" / "fields" / f"{field.field}.npz") as data:
+            np.testing.assert_allclose(data["mosaic_px"], expected, atol=0.26)
 
 
 def test_live_segments_follow_the_phases_of_the_truth(live_store, small_session):
@@ -125,7 +158,7 @@ def test_a_field_that_cannot_be_segmented_is_recorded_and_the_rest_goes_on(live_
     live = LiveGdls(copy)
     assert live.handle(SpectraPlaced(batch, piled)) == []
     state = json.loads((copy / "gdls" / "state.json").read_text())
-    assert "1 of its 4096 spectra lie on the mosaic" in state["fields"]["piled"]["error"]
+    assert f"1 of its {len(at)} spectra lie on the mosaic" in state["fields"]["piled"]["error"]
     assert _table(copy) == _table(store)  # the segments of the other fields are untouched
 
 

@@ -143,9 +143,13 @@ def test_gdls_command_segments_a_field_folder(tmp_path, capsys):
     assert (tmp_path / "field-gdls-segments.csv").is_file()
     # the field's own files are never overwritten
     bse = (folder / "bse.tif").read_bytes()
-    assert main(["gdls", str(folder), "--out", str(folder / "bse.tif")]) == 2
-    assert "one of the field's own files" in capsys.readouterr().err
+    for inside in (folder / "bse.tif", folder / "labels.tif"):
+        assert main(["gdls", str(folder), "--out", str(inside)]) == 2
+        assert "give an --out outside it" in capsys.readouterr().err
     assert (folder / "bse.tif").read_bytes() == bse
+    assert not (folder / "labels.tif").exists()
+    assert main(["gdls", str(folder), "--out", str(tmp_path / "x.csv")]) == 2
+    assert "expected a .tif file" in capsys.readouterr().err
 
 
 def test_gdls_command_refuses_what_is_not_a_field(tmp_path, capsys):

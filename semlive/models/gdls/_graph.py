@@ -130,6 +130,8 @@ def merge_small(
         best = np.full(groups.count, -1)
         best[speck] = choice
         accept = ~small[choice] | (best[choice] == speck)
+        if not accept.any():
+            break
         groups.join(speck[accept], choice[accept])
     return PointGraph(graph.edges, graph.kept, groups.component)
 

@@ -32,7 +32,7 @@ from semlive.errors import InputDataError
 from semlive.models._labels import register_label, require_pyramid, update_pyramid
 from semlive.models.gdls._phases import cell_text, phase_library, segment_table
 from semlive.models.gdls._segment import TAU_G, segment_field
-from semlive.streaming import RegionChanged, RegionComplete, SpectraPlaced
+from semlive.streaming import RegionChanged, RegionComplete, SpectraMoved, SpectraPlaced
 
 __all__ = ["GDLS_LABELS", "SEGMENTS_CSV", "FieldSegmented", "LiveGdls"]
 
@@ -93,6 +93,9 @@ class LiveGdls:
         if isinstance(event, SpectraPlaced):
             self.add(event)
             return self.run_ready()
+        if isinstance(event, SpectraMoved):
+            self.move(event)
+            return self.run_ready()
         if isinstance(event, RegionComplete | RegionChanged):
             return self.region_complete(event.bounds_px, changed=isinstance(event, RegionChanged))
         return []
@@ -102,7 +105,7 @@ class LiveGdls:
         batch = event.batch
         if len(batch.counts) < _MIN_POINTS:
             return
-        name = _field_name(batch.name)
+        name = self._name_for(batch.name)
         _atomic_savez(
             self.store / _FIELDS / f"{name}.npz",
             mosaic_px=event.mosaic_px,
@@ -115,6 +118,29 @@ class LiveGdls:
         if entry.get("checksum") != batch.checksum:
             entry.update(checksum=batch.checksum, done=False)
         self._save_state()
+
+    def move(self, event: SpectraMoved) -> None:
+        """A kept batch's points moved on the mosaic: keep the new positions; the field is
+        segmented again once its regions are complete."""
+        name = next((n for n, e in self.fields.items() if e.get("source") == event.name), None)
+        if name is None:
+            return
+        path = self.store / _FIELDS / f"{name}.npz"
+        with np.load(path) as data:
+            kept = {key: data[key] for key in data.files}
+        kept["mosaic_px"] = event.mosaic_px
+        _atomic_savez(path, **kept)
+        self.fields[name]["done"] = False
+        self._save_state()
+
+    def _name_for(self, source: str) -> str:
+        """The field's name: its batch's file stem, made unique among the kept fields."""
+        stem = _field_name(source)
+        name, k = stem, 1
+        while name in self.fields and self.fields[name].get("source") != source:
+            k += 1
+            name = f"{stem}-{k}"
+        return name
 
     def region_complete(
         self, bounds: tuple[int, int, int, int], changed: bool = False
@@ -166,10 +192,10 @@ class LiveGdls:
         pixel = np.rint(at).astype(np.int64)
         inside = (pixel[:, 0] >= 0) & (pixel[:, 0] < height)
         inside &= (pixel[:, 1] >= 0) & (pixel[:, 1] < width)
-        _, first = np.unique(pixel[:, 0] * width + pixel[:, 1], return_index=True)
+        on = np.flatnonzero(inside)
+        _, first = np.unique(pixel[on, 0] * width + pixel[on, 1], return_index=True)
         keep = np.zeros(len(pixel), bool)
-        keep[first] = True  # one spectrum a pixel
-        keep &= inside
+        keep[on[first]] = True  # on the mosaic, one spectrum a pixel
         if keep.sum() < _MIN_POINTS:
             raise InputDataError(
                 f"{int(keep.sum())} of its {len(pixel)} spectra lie on the mosaic, on distinct "
@@ -228,7 +254,15 @@ class LiveGdls:
         return points
 
     def _covered(self, points: NDArray[np.float64]) -> bool:
-        """Every point lies in a complete region."""
+        """Every point on the mosaic lies in a complete region (points off the mosaic are left
+        to :meth:`segment`, which refuses a field with too few on it)."""
+        import zarr
+
+        bse = zarr.open_group(str(self.store / "mosaic.zarr"), mode="r")["bse"]
+        height, width = _levels(bse)[0].shape
+        on = (points[:, 0] > -0.5) & (points[:, 0] < height - 0.5)
+        on &= (points[:, 1] > -0.5) & (points[:, 1] < width - 0.5)
+        points = points[on]
         covered = np.zeros(len(points), bool)
         for r0, c0, r1, c1 in self.complete:
             rows_in = (points[:, 0] >= r0) & (points[:, 0] < r1)
