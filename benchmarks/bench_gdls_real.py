@@ -31,6 +31,7 @@ def main() -> None:
 
     from semlive.acquisition._field import read_field
     from semlive.models.gdls import (
+        coarse_bins,
         phase_areas,
         phase_library,
         segment_field,
@@ -47,7 +48,7 @@ def main() -> None:
     for name in FILES:
         dense = read_field(args.data / name, step=1)
         band = to_band(dense.counts, dense.channel_offset_ev, dense.channel_width_ev)
-        shape = band[:, :1530].reshape(len(band), -1, 10).sum(axis=2)
+        shape = coarse_bins(band)
         features = np.sqrt(shape / np.maximum(shape.sum(axis=1, keepdims=True), 1))
         clusters = KMeans(4, n_init=10, random_state=0).fit_predict(features)
         for step in args.step:
@@ -55,7 +56,7 @@ def main() -> None:
             started = time.perf_counter()
             result = segment_field(
                 field.bse, field.rows, field.cols, field.counts, field.channel_offset_ev,
-                field.channel_width_ev, full_scale=field.full_scale, min_points=args.min_points,
+                field.channel_width_ev, min_points=args.min_points,
             )  # fmt: skip
             seconds = time.perf_counter() - started
             table = segment_table(result, field.bse, library)

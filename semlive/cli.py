@@ -586,7 +586,7 @@ def gdls_segment_command(
         data.bse, data.rows, data.cols, data.counts, data.channel_offset_ev,
         data.channel_width_ev, embedding, tau_b=tau_b, tau_z=tau_z,
         method=method,  # type: ignore[arg-type]
-        full_scale=data.full_scale, min_points=min_points, tau_g=tau_g or None,
+        min_points=min_points, tau_g=tau_g or None,
         support=support,
     )  # fmt: skip
     seconds = time.perf_counter() - started

@@ -42,7 +42,6 @@ class GdlsField:
     channel_width_ev: float
     beam_energy_kev: float
     pixel_size_um: float | None
-    full_scale: float  # the BSE's largest possible value (255 or 65535)
 
 
 def read_field(path: Path, *, step: int = 3, max_values: int = 2_000_000_000) -> GdlsField:
@@ -96,7 +95,6 @@ def _read_bcf(path: Path, step: int, max_values: int) -> GdlsField:
         channel_width_ev=batch.channel_width_ev,
         beam_energy_kev=batch.beam_energy_kev or 20.0,
         pixel_size_um=batch.pixel_size_um,
-        full_scale=float(np.iinfo(bse.dtype).max) if bse.dtype.kind in "iu" else 65535.0,
     )
 
 
@@ -152,7 +150,6 @@ def _read_folder(folder: Path, max_values: int) -> GdlsField:
         channel_width_ev=spectra["channel_width_ev"],
         beam_energy_kev=spectra["kV"],
         pixel_size_um=meta["pixel_size_um"],
-        full_scale=float(np.iinfo(bse.dtype).max),
     )
 
 

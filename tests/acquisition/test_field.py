@@ -28,7 +28,7 @@ def test_a_written_field_reads_back_point_for_point(field, tmp_path):
     np.testing.assert_array_equal(data.counts, field.spectra)
     assert data.channel_width_ev == field.detector.channel_width_ev
     assert data.beam_energy_kev == field.beam_energy_kev
-    assert data.full_scale == 65535.0
+    assert data.bse.dtype == np.uint16
     truth = tifffile.imread(folder / "_truth" / "regions.tif")
     np.testing.assert_array_equal(truth, field.truth)
     regions = json.loads((folder / "_truth" / "regions.json").read_text())

@@ -178,7 +178,7 @@ def test_gdls_finds_the_phases_of_the_real_chevkinite_hypermap(shared_data):
     dense, field = read_field(path, step=1), read_field(path, step=2)
     result = segment_field(
         field.bse, field.rows, field.cols, field.counts, field.channel_offset_ev,
-        field.channel_width_ev, full_scale=field.full_scale, min_points=5,
+        field.channel_width_ev, min_points=5,
     )  # fmt: skip
     table = segment_table(result, field.bse, phase_library(20.0))
     phase_of = dict(zip(table["segment"].tolist(), table["phase"].tolist(), strict=True))

@@ -28,7 +28,9 @@ from semlive.models.gdls._band import (
     BAND_CHANNELS,
     BAND_OFFSET_EV,
     BAND_WIDTH_EV,
+    STAT_BIN,
     band_centres_ev,
+    coarse_bins,
     to_band,
 )
 from semlive.models.gdls._dense import DENSE_METHODS, dense_labels, greedy_colouring
@@ -75,6 +77,7 @@ __all__ = [
     "DENSE_METHODS",
     "GDLS_LABELS",
     "SEGMENTS_CSV",
+    "STAT_BIN",
     "EmbeddingCard",
     "EmbeddingConfig",
     "EmbeddingTraining",
@@ -87,6 +90,7 @@ __all__ = [
     "PointGraph",
     "SpectrumEmbedding",
     "band_centres_ev",
+    "coarse_bins",
     "delaunay_edges",
     "dense_labels",
     "embed",

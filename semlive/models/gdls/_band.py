@@ -17,11 +17,20 @@ from numpy.typing import ArrayLike, NDArray
 
 from semlive.errors import InputDataError
 
-__all__ = ["BAND_CHANNELS", "BAND_OFFSET_EV", "BAND_WIDTH_EV", "band_centres_ev", "to_band"]
+__all__ = [
+    "BAND_CHANNELS",
+    "BAND_OFFSET_EV",
+    "BAND_WIDTH_EV",
+    "STAT_BIN",
+    "band_centres_ev",
+    "coarse_bins",
+    "to_band",
+]
 
 BAND_OFFSET_EV = 200.0
 BAND_WIDTH_EV = 10.0
 BAND_CHANNELS = 1536
+STAT_BIN = 10  # band channels per bin (100 eV) where summed spectra are compared statistically
 
 
 def band_centres_ev() -> NDArray[np.float64]:
@@ -66,6 +75,17 @@ def to_band(
     at_edges = cumulative[:, low] * (1 - fraction) + cumulative[:, low + 1] * fraction
     out: NDArray[np.float32] = np.diff(at_edges, axis=1).astype(np.float32)
     return out.reshape(*values.shape[:-1], BAND_CHANNELS)
+
+
+def coarse_bins(band: ArrayLike, width: int = STAT_BIN) -> NDArray[np.float64]:
+    """Spectra on the band ``(..., BAND_CHANNELS)`` summed over ``width`` channels at a time
+    (the last channels that do not fill a bin are left out): ``(..., BAND_CHANNELS // width)``."""
+    values = np.asarray(band, np.float64)
+    usable = values.shape[-1] // width * width
+    out: NDArray[np.float64] = (
+        values[..., :usable].reshape(*values.shape[:-1], -1, width).sum(axis=-1)
+    )
+    return out
 
 
 def _copy_aligned(values: NDArray[np.float64], start: int) -> NDArray[np.float32]:

@@ -162,12 +162,18 @@ class LiveGdls:
         A field that cannot be segmented (its spectra's calibration is unusable, too few of
         its points on the mosaic) is recorded with the reason in ``state.json`` and logged;
         the other fields and the session go on."""
+        import zarr
+
+        pending = sorted(n for n, e in self.fields.items() if not e.get("done"))
+        if not pending or not (self.store / "mosaic.zarr").is_dir():
+            return []
+        bse = zarr.open_group(str(self.store / "mosaic.zarr"), mode="r")["bse"]
+        shape = _levels(bse)[0].shape
         done = []
-        for name, entry in sorted(self.fields.items()):
-            if entry.get("done"):
-                continue
+        for name in pending:
+            entry = self.fields[name]
             points = self._points(name)
-            if points is None or not self._covered(points):
+            if points is None or not self._covered(points, shape):
                 continue
             try:
                 done.append(self.segment(name))
@@ -208,10 +214,9 @@ class LiveGdls:
         r1 = min(int(rows.max()) + _MARGIN_PX + 1, height)
         c1 = min(int(cols.max()) + _MARGIN_PX + 1, width)
         bse = np.asarray(bse_levels[0][r0:r1, c0:c1])
-        full_scale = float(np.iinfo(bse.dtype).max) if bse.dtype.kind in "iu" else 65535.0
         result = segment_field(
             bse, rows - r0, cols - c0, counts, float(calibration[0]), float(calibration[1]),
-            self.embedding, full_scale=full_scale, **self.options,
+            self.embedding, **self.options,
         )  # fmt: skip
         table = segment_table(result, bse, phase_library(round(float(calibration[2]), 1)))
         entry = self.fields[name]
@@ -253,13 +258,10 @@ class LiveGdls:
             points: NDArray[np.float64] = data["mosaic_px"]
         return points
 
-    def _covered(self, points: NDArray[np.float64]) -> bool:
-        """Every point on the mosaic lies in a complete region (points off the mosaic are left
-        to :meth:`segment`, which refuses a field with too few on it)."""
-        import zarr
-
-        bse = zarr.open_group(str(self.store / "mosaic.zarr"), mode="r")["bse"]
-        height, width = _levels(bse)[0].shape
+    def _covered(self, points: NDArray[np.float64], shape: tuple[int, ...]) -> bool:
+        """Every point on the mosaic (of ``shape``) lies in a complete region (points off the
+        mosaic are left to :meth:`segment`, which refuses a field with too few on it)."""
+        height, width = shape
         on = (points[:, 0] > -0.5) & (points[:, 0] < height - 0.5)
         on &= (points[:, 1] > -0.5) & (points[:, 1] < width - 0.5)
         points = points[on]

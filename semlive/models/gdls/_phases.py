@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from semlive.models.gdls._band import BAND_CHANNELS
+from semlive.models.gdls._band import coarse_bins
 
 if TYPE_CHECKING:
     from semlive.models.gdls._segment import GdlsResult
@@ -41,7 +41,6 @@ __all__ = [
     "write_segment_table",
 ]
 
-_BIN = 10  # band channels per bin (100 eV), as the region merge
 _MIXED_GAIN = 0.5  # a mixture must halve the best single phase's deviance
 _MIXED_SHARE = 0.15  # and hold at least this share of each phase
 _SHARES = np.round(np.arange(_MIXED_SHARE, 1.0 - _MIXED_SHARE + 1e-9, 0.05), 2)
@@ -94,7 +93,7 @@ def phase_library(beam_energy_kev: float = 20.0, series_step: float = 0.05) -> P
             entries.append(
                 (_series_name(series, first, float(x)), frozenset({series}), composition)
             )
-    shapes = _binned(
+    shapes = coarse_bins(
         np.stack([expected_spectrum(c, detector, beam_energy_kev) for _, _, c in entries])
     )
     shapes /= shapes.sum(axis=1, keepdims=True)
@@ -114,13 +113,6 @@ def phase_library(beam_energy_kev: float = 20.0, series_step: float = 0.05) -> P
     binned = shapes[kept]
     binned.setflags(write=False)
     return PhaseLibrary(tuple(names), binned, tuple(families), beam_energy_kev)
-
-
-def _binned(band: NDArray[np.floating]) -> NDArray[np.float64]:
-    usable = BAND_CHANNELS // _BIN * _BIN
-    values = np.asarray(band, np.float64)[..., :usable]
-    out: NDArray[np.float64] = values.reshape(*values.shape[:-1], -1, _BIN).sum(axis=-1)
-    return out
 
 
 def _deviance(counts: NDArray[np.float64], shapes: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -149,7 +141,7 @@ def match_phases(
     basaltic glass) than like either."""
     if library is None:
         library = phase_library()
-    counts = _binned(sums)
+    counts = coarse_bins(sums)
     if not len(counts):
         return []
     freedom = np.maximum((counts > 0).sum(axis=1) - 1, 1)

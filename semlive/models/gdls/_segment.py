@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 from torch import nn
 
-from semlive.models.gdls._band import BAND_CHANNELS, to_band
+from semlive.models.gdls._band import coarse_bins, to_band
 from semlive.models.gdls._dense import dense_labels
 from semlive.models.gdls._embedding import embed
 from semlive.models.gdls._graph import (
@@ -27,7 +27,6 @@ from semlive.models.gdls._graph import (
 )
 
 __all__ = [
-    "MERGE_BIN",
     "OWN_TAU_Z",
     "PUBLISHED_TAU_Z",
     "TAU_G",
@@ -40,7 +39,6 @@ __all__ = [
 OWN_TAU_Z = 0.15  # semlive's embedding: a fine cut, the region merge joins what belongs together
 PUBLISHED_TAU_Z = 0.3  # the authors' embedding (its distances are on a larger scale)
 TAU_G = 1.5  # G per degree of freedom below which touching segments' sums are one material
-MERGE_BIN = 10  # band channels per bin of the homogeneity test (100 eV)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +77,7 @@ def segment_field(
     tau_b: float = 0.02,
     tau_z: float | None = None,
     method: Literal["watershed", "random_walker"] = "watershed",
-    full_scale: float = 65535.0,
+    full_scale: float | None = None,
     max_edge_factor: float = 1.5,
     min_points: int = 20,
     bse_smooth_px: float = 1.0,
@@ -101,6 +99,8 @@ def segment_field(
     * a dense labelling: a watershed of the smoothed BSE's gradient, or the authors' random
       walker.
 
+    ``full_scale``: the BSE's largest possible value, which δ_b is a share of (default: from
+    its dtype, 255 for uint8, 65535 for uint16 and for float images).
     ``embedding``: semlive's own (the packaged one by default) or the published network;
     ``tau_z`` defaults to the value measured for it on the simulated fields (their distances are
     not on the same scale)."""
@@ -111,6 +111,9 @@ def segment_field(
 
     if embedding is None:
         embedding = packaged_embedding()
+    if full_scale is None:
+        kind = np.asarray(bse).dtype
+        full_scale = float(np.iinfo(kind).max) if kind.kind in "iu" else 65535.0
     if tau_z is None:
         tau_z = PUBLISHED_TAU_Z if isinstance(embedding, SpectrumEmbedding) else OWN_TAU_Z
 
@@ -130,9 +133,7 @@ def segment_field(
     if min_points > 1:
         graph = merge_small(graph, at_points, z, tau_b, tau_z, min_points, full_scale)
     if tau_g is not None:
-        binned = band[:, : BAND_CHANNELS // MERGE_BIN * MERGE_BIN]
-        binned = binned.reshape(len(band), -1, MERGE_BIN).sum(axis=2)
-        graph = merge_regions(graph, binned, at_points, tau_b, tau_g, full_scale)
+        graph = merge_regions(graph, coarse_bins(band), at_points, tau_b, tau_g, full_scale)
     seconds["graph"] = time.perf_counter() - started
     started = time.perf_counter()
     # the watershed floods the smoothed BSE's gradient; the random walker reads the BSE as the
