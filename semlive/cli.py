@@ -674,6 +674,133 @@ def train_embedding_command(
     typer.echo(f"saved: {folder}")
 
 
+def _status_view(headless: bool) -> tuple[Any, Any]:
+    """Where a run's status goes: one JSON line each (``--headless``) or the dashboard; the
+    status callback and the dashboard (None when headless)."""
+    import json
+
+    if headless:
+
+        def show(status: dict[str, Any]) -> None:
+            sys.stdout.write(json.dumps(status, default=float, separators=(",", ":")) + "\n")
+            sys.stdout.flush()
+
+        return show, None
+    from semlive.dashboard import Dashboard
+
+    dashboard = Dashboard()
+    return dashboard.update, dashboard
+
+
+def _run_viewed(pipeline: Any, dashboard: Any, exit_when_done: bool) -> Any:
+    if dashboard is None:
+        return pipeline.run(exit_when_done=exit_when_done)
+    with dashboard:
+        return pipeline.run(exit_when_done=exit_when_done)
+
+
+@app.command("run")
+def run_command(
+    session: SessionArgument,
+    store: StoreOption = None,
+    config: ConfigOption = None,
+    headless: Annotated[
+        bool,
+        typer.Option(
+            "--headless", help="No dashboard: print the status as one JSON line a second."
+        ),
+    ] = False,
+    exit_when_done: Annotated[
+        bool,
+        typer.Option(
+            "--exit-when-done",
+            help="Exit once the SEM has finished (DONE) and the catalogue and report are written.",
+        ),
+    ] = False,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            help="Run the jobs on a Dask cluster: its scheduler address (tcp://host:8786), or "
+            "'local' for a LocalCluster of this machine.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Run beside the SEM: stitch, segment, calibrate and catalogue live; resume when re-run."""
+    import signal
+
+    from semlive.acquisition import default_store
+    from semlive.pipeline import Pipeline, open_executor
+    from semlive.settings import load_settings
+
+    settings = load_settings(config)
+    _configure_logging(settings.log.level if headless else "warning")
+    target = store if store is not None else default_store(session)
+    executor = open_executor(dask)
+    show, dashboard = _status_view(headless)
+    pipeline = Pipeline(session, target, settings, executor, on_status=show)
+    terminated: list[int] = []
+
+    def terminate(*_: Any) -> None:
+        terminated.append(1)
+        pipeline.stop.set()
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        result = _run_viewed(pipeline, dashboard, exit_when_done)
+    except KeyboardInterrupt:
+        pipeline.stop.set()
+        if pipeline.finished:
+            typer.echo(f"session finished; store: {target}", err=True)
+            raise typer.Exit(0) from None
+        typer.echo(
+            f"stopped; what was done is kept in {target} — run the same command again to resume",
+            err=True,
+        )
+        raise typer.Exit(130) from None
+    if result.finished:
+        typer.echo(f"session finished; store: {target}", err=headless)
+        if result.report:
+            typer.echo(f"report (opens offline in a browser): {result.report}", err=headless)
+        else:
+            typer.echo("no catalogue: no olivine model could be trained", err=headless)
+    elif pipeline.stop.is_set():
+        typer.echo(f"stopped; run the same command again to resume ({target})", err=headless)
+    if terminated:
+        raise typer.Exit(143)
+
+
+@app.command("evaluate")
+def evaluate_command(
+    store: Annotated[
+        Path, typer.Argument(help="A store folder (SESSION.semlive).", show_default=False)
+    ],
+    truth: Annotated[
+        Path,
+        typer.Option(
+            help="The simulated session's ground truth (SESSION/_truth).", show_default=False
+        ),
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Score a store against a simulated session's truth: olivine, mg#, placement, crystals,
+    GDLS."""
+    import json
+
+    from semlive.pipeline import evaluate_store
+    from semlive.settings import load_settings
+
+    settings = load_settings(config)
+    _configure_logging(settings.log.level)
+    scores = evaluate_store(store, truth, settings)
+    if as_json:
+        typer.echo(json.dumps(scores, indent=2, default=float))
+        return
+    for line in scores["summary"]:
+        typer.echo(line)
+
+
 @app.command("status")
 def status_command(
     store: Annotated[
@@ -681,7 +808,8 @@ def status_command(
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Report what the store's ledger knows: file counts, tiles, quarantined files."""
+    """Report what the store knows: files, tiles, quarantine, stitching, drift, mg#, and the
+    live run's status (everything its dashboard shows, with --json)."""
     import json
 
     from semlive.acquisition import Ledger, status_of
@@ -702,6 +830,12 @@ def status_command(
         ledger.close()
     if calibration is not None:
         status.update(calibration)
+    live = store / "status.json"  # what semlive run last knew (the dashboard's status)
+    if live.is_file():
+        try:
+            status["pipeline"] = json.loads(live.read_text(encoding="utf-8"))
+        except ValueError:
+            status["pipeline"] = None  # being replaced at this moment: the next call reads it
     if as_json:
         typer.echo(json.dumps(status, indent=2))
         return
@@ -736,6 +870,33 @@ def status_command(
                 f"mg# = {mg['slope']:.4e}·BSE + {mg['intercept']:.4f}; RMSE {test['rmse']:.4f} "
                 f"({'held-out' if mg['test'] else 'training'} profiles)"
             )
+    run = status.get("pipeline")
+    if run:
+        session, seg = run["session"], run["segmentation"]
+        state = "finished" if session["finished"] else "running or stopped"
+        model = seg["model"]
+        typer.echo(
+            f"semlive run ({state}, status of {run['at']}): {seg['regions_segmented']} of "
+            f"{seg['regions_complete']} regions segmented"
+            + ("" if model is None else f" by a model of validation IoU {model['val_iou']:.3f}")
+        )
+        if run.get("advice"):
+            typer.echo(f"advice: {run['advice']['message']}")
+        if run.get("export"):
+            typer.echo(f"report: {run['export']['report']}")
+
+
+# the demo's training: a few short epochs, so the whole demo ends in minutes on a laptop CPU
+# (semlive run trains longer by default; the report says which settings made the model)
+_DEMO_SETTINGS = {
+    "acquisition.observer": "polling",
+    "acquisition.poll_interval_s": 0.1,
+    "olivine.epochs": 5,
+    "olivine.patches_per_epoch": 48,
+    "olivine.patch_px": 192,
+    "pipeline.train_first_eds_tiles": 5,
+    "pipeline.catalogue_interval_s": 10.0,
+}
 
 
 @app.command("demo")
@@ -743,60 +904,71 @@ def demo_command(
     out: Annotated[
         Path | None,
         typer.Option(
-            help="Folder for the demo session (default: a new temporary folder).",
+            help="Folder for the demo session (default: a new temporary folder); its store is "
+            "written beside it.",
             show_default=False,
         ),
     ] = None,
+    speed: Annotated[float, typer.Option(help="The virtual SEM's speed (times real time).")] = 60.0,
+    headless: Annotated[
+        bool, typer.Option("--headless", help="No dashboard: JSON status lines instead.")
+    ] = False,
 ) -> None:
-    """Simulate a small SEM session and show what semlive computes from it."""
+    """Simulate a small SEM session and run semlive beside it, dashboard on, to the report."""
     import tempfile
+    import threading
+    import time
 
-    from semlive.acquisition import FileQuarantined, TileReady, default_store
-    from semlive.calibration import calibrate_store, drift_correction
+    from semlive.acquisition import default_store
+    from semlive.pipeline import Pipeline, evaluate_store
     from semlive.settings import load_settings
-    from semlive.streaming import RegionComplete, placement_error_px, stitch_session
     from semlive.virtual_sem import simulate
 
     target = out if out is not None else Path(tempfile.mkdtemp(prefix="semlive-demo-")) / "session"
-    typer.echo(f"simulating a small SEM session into {target} ...")
-    summary = simulate(target, "small", seed=0)
-    typer.echo(
-        f"the virtual SEM wrote {summary.files} files in {summary.seconds:.1f} s: "
-        f"{summary.tiles} BSE tiles ({summary.eds_tiles} with EDS element maps), standards, "
-        f"sparse spectra and microprobe profiles; ground truth: {summary.crystals} olivine "
-        f"crystals in {summary.out / '_truth'}"
-    )
     store = default_store(target)
-    typer.echo(f"ingesting and stitching it into {store} ...")
-    counts = {"tiles": 0, "regions": 0, "quarantined": 0}
-    settings = load_settings()
-    correction = drift_correction(settings.calibration)
-    for event in stitch_session(target, store, settings, correction=correction):
-        counts["tiles"] += isinstance(event, TileReady)
-        counts["regions"] += isinstance(event, RegionComplete)
-        counts["quarantined"] += isinstance(event, FileQuarantined)
-    error = placement_error_px(store, target / "_truth")
-    typer.echo(
-        f"{counts['tiles']} tiles placed ({counts['quarantined']} files quarantined), "
-        f"{counts['regions']} mosaic regions complete; placement error against the truth "
-        f"{error:.2f} px RMS; OME-Zarr mosaic (open it in napari): {store / 'mosaic.zarr'}"
-    )
-    typer.echo("calibrating: drift from the standards, BSE → mg# from the microprobe profiles ...")
-    report = calibrate_store(store, settings.calibration)
-    fit = report.fit
-    if fit.refused:
-        typer.echo(f"mg# calibration refused: {fit.refused}")
+    failure: list[BaseException] = []
+    stop = threading.Event()  # the pipeline's, set when the virtual SEM fails
+
+    def scan() -> None:
+        try:
+            simulate(target, "small", seed=0, speed=speed)
+        except BaseException as exc:  # reported after the run
+            failure.append(exc)
+            stop.set()
+
+    microscope = threading.Thread(target=scan, name="virtual-sem", daemon=True)
+    if (target / "DONE").is_file():
+        typer.echo(f"{target} holds a finished session: semlive runs on it (resuming {store})")
     else:
-        test = fit.test or fit.train
         typer.echo(
-            f"drift: {report.drift['mode']}; mg# = {fit.slope:.3e}·BSE + {fit.intercept:.3f}, "
-            f"held-out RMSE {test['rmse']:.4f}; mg# map in {store / 'mosaic.zarr' / 'mgnumber'}, "
-            f"figures in {report.folder}"
+            f"the virtual SEM scans a small session into {target} at {speed:g}× real time; "
+            f"semlive runs beside it into {store} (Ctrl-C stops; semlive run {target} resumes)"
         )
-    typer.echo(
-        "still to come in the demo: olivine segmentation, GDLS phases, the crystal catalogue "
-        "and the live dashboard."
-    )
+        microscope.start()
+    settings = load_settings(None, overrides=_DEMO_SETTINGS)
+    _configure_logging("warning")
+    while not (target / "session.json").is_file() and microscope.is_alive():
+        time.sleep(0.2)
+    if failure:
+        raise failure[0]
+    show, dashboard = _status_view(headless)
+    pipeline = Pipeline(target, store, settings, on_status=show)
+    pipeline.stop = stop
+    try:
+        result = _run_viewed(pipeline, dashboard, True)
+    except KeyboardInterrupt:
+        pipeline.stop.set()
+        typer.echo(f"stopped; semlive run {target} resumes it", err=True)
+        raise typer.Exit(130) from None
+    if failure:
+        raise failure[0]
+    scores = evaluate_store(store, target / "_truth", settings)
+    typer.echo("against the virtual SEM's ground truth:")
+    for line in scores["summary"]:
+        typer.echo(f"  {line}")
+    typer.echo(f"store: {store}")
+    if result.report:
+        typer.echo(f"report (opens offline in a browser): {result.report}")
 
 
 def _configure_logging(level: str) -> None:

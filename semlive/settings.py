@@ -30,6 +30,7 @@ __all__ = [
     "CatalogueSettings",
     "LogSettings",
     "OlivineSettings",
+    "PipelineSettings",
     "Settings",
     "StreamingSettings",
     "format_non_defaults",
@@ -365,6 +366,63 @@ class CatalogueSettings(_Section):
         return value
 
 
+class PipelineSettings(_Section):
+    """The live session (semlive run): when to train, how much work may wait, what to show."""
+
+    train_first_eds_tiles: int = Field(
+        4,
+        ge=1,
+        description="Train the first olivine model once this many EDS-mapped tiles are stitched.",
+    )
+    retrain_growth: float = Field(
+        2.0,
+        gt=1.0,
+        description="Train again once the EDS-mapped tiles have grown by this factor since the "
+        "last training (and once more at the end on all of them).",
+    )
+    start_model: str = Field(
+        "",
+        description="A trained olivine model (a folder with weights.safetensors and card.json, "
+        "e.g. STORE/models/olivine of an earlier session of the sample) to segment with from "
+        "the first tile until this session has trained its own; empty: wait for EDS tiles.",
+    )
+    max_pending_jobs: int = Field(
+        16,
+        ge=1,
+        description="Jobs that may wait for a worker; beyond it stitching pauses (backpressure) "
+        "and the SEM's files wait in the session folder.",
+    )
+    event_queue: int = Field(
+        64, ge=1, description="Stitching events that may wait for the pipeline (backpressure)."
+    )
+    status_interval_s: float = Field(
+        1.0,
+        gt=0,
+        description="How often the status (STORE/status.json, --headless lines) is written.",
+    )
+    catalogue_interval_s: float = Field(
+        60.0, ge=0, description="Recount the live catalogue at most this often (s)."
+    )
+    gdls: bool = Field(True, description="Segment spectra fields with GDLS where they arrive.")
+    advice: bool = Field(
+        True,
+        description="Training-area advice: after each training, train again on a quarter and a "
+        "half of its tiles to fit the learning curve (costs two more trainings).",
+    )
+    advice_noise_iou: float = Field(
+        0.01,
+        gt=0,
+        description="Training-area advice: how much the validation IoU of a retrained network "
+        "scatters (the learning curve's uncertainty is at least this).",
+    )
+    advice_target_gain: float = Field(
+        0.01,
+        gt=0,
+        description="Training-area advice: 'enough' once doubling the labelled area is predicted "
+        "to gain less than this IoU.",
+    )
+
+
 class Settings(_Section):
     """All of semlive's configuration, one section per part of the data flow."""
 
@@ -386,6 +444,10 @@ class Settings(_Section):
     catalogue: CatalogueSettings = Field(
         CatalogueSettings(),
         description="The crystal catalogue: instances, sizes, zoning, mg#, exports.",
+    )
+    pipeline: PipelineSettings = Field(
+        PipelineSettings(),
+        description="The live session (semlive run): training, backpressure, status.",
     )
 
     def non_defaults(self) -> dict[str, Any]:

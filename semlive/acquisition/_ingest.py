@@ -309,10 +309,10 @@ class Ingestor:
         elif kind is FileKind.EPMA:
             return [EpmaProfileReady(rd.read_epma(data, path))]
         elif kind is FileKind.SPECTRA:
-            return [SpectraReady(self._spectra(path))]
+            return [SpectraReady(self.read_spectra(path))]
         return []
 
-    def _spectra(self, path: str) -> Any:
+    def read_spectra(self, path: str) -> Any:
         from semlive.acquisition import _spectra_readers as sr
 
         s = self.session

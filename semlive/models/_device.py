@@ -27,6 +27,7 @@ T = TypeVar("T")
 Precision = Literal["auto", "float32", "bfloat16", "float16"]
 
 _MAX_BATCH = 32
+_MAX_BATCH_CPU = 2
 
 
 @dataclass(slots=True)
@@ -66,9 +67,10 @@ class Runtime:
         need = max(1, window_px * window_px * bytes_per_px)
         if self.device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(self.device)
-        else:
-            free = _available_ram()
-        return int(max(1, min(_MAX_BATCH, (free // 2) // need)))
+            most = _MAX_BATCH
+        else:  # a CPU gains nothing from more windows at once, and a laptop's memory is shared
+            free, most = _available_ram(), _MAX_BATCH_CPU
+        return int(max(1, min(most, (free // 2) // need)))
 
 
 def choose_runtime(device: str = "auto", precision: Precision = "auto") -> Runtime:

@@ -7,7 +7,7 @@ complete or changed. :func:`stitch_session` runs acquisition and stitching toget
 """
 
 from semlive.streaming._evaluate import placement_error_px, truth_on_mosaic
-from semlive.streaming._mosaic import MosaicGeometry, MosaicWriter
+from semlive.streaming._mosaic import MosaicGeometry, MosaicWriter, sync_transforms
 from semlive.streaming._registration import PairShift, register_pair
 from semlive.streaming._session import stitch_session
 from semlive.streaming._solver import Link, Placement, solve
@@ -18,6 +18,7 @@ from semlive.streaming._stitcher import (
     SpectraMoved,
     SpectraPlaced,
     Stitcher,
+    TilePlaced,
 )
 
 __all__ = [
@@ -32,9 +33,11 @@ __all__ = [
     "SpectraMoved",
     "SpectraPlaced",
     "Stitcher",
+    "TilePlaced",
     "placement_error_px",
     "register_pair",
     "solve",
     "stitch_session",
+    "sync_transforms",
     "truth_on_mosaic",
 ]

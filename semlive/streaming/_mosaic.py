@@ -14,7 +14,7 @@ sparse on disk until written.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -81,12 +81,19 @@ class MosaicWriter:
         if "bse" in self.root:  # a restart: the mosaic keeps the geometry it was made with
             self.bse = self.root["bse"]
             self.geometry = _geometry_of(self.bse)
+            origin = self.bse.attrs.get("semlive", {}).get("origin_um")
+            if origin is not None:  # the frame before anchoring (the translation is anchored)
+                self.geometry = replace(
+                    self.geometry, origin_um=(float(origin[0]), float(origin[1]))
+                )
         else:
             self.bse = self._create("bse", (), dtype)
             self.bse.attrs["ome"] = {
                 "version": "0.5",
                 "multiscales": [self.geometry.multiscales("bse")],
             }
+            # the frame's origin before any anchoring: a restart places tiles in this frame
+            self.bse.attrs["semlive"] = {"origin_um": list(self.geometry.origin_um)}
         self.levels: list[Any] = [self.bse[str(k)] for k in range(self.geometry.levels)]
         self.eds_levels: list[Any] = []
         # level-1 pieces of level-0 chunks written but not yet carried up the pyramid
@@ -310,3 +317,49 @@ def _geometry_of(group: Any) -> MosaicGeometry:
     ty, tx = (float(v) for v in first[1]["translation"][-2:])
     shape = tuple(int(v) for v in group["0"].shape[-2:])
     return MosaicGeometry((shape[0], shape[1]), (tx, ty), scale, len(multiscale["datasets"]))
+
+
+def sync_transforms(path: Path) -> list[str]:
+    """Give the images derived from ``bse/`` (its labels, ``olivine_probability``,
+    ``mgnumber``) ``bse/``'s current coordinate transforms: they share its grid, and the
+    stitcher moves its anchor by sub-pixel amounts while a session runs. Call it with no other
+    writer at work (the end of a session); returns the images brought in line."""
+    import zarr
+
+    root: Any = zarr.open_group(str(path), mode="a")
+    if "bse" not in root:
+        return []
+    datasets = root["bse"].attrs["ome"]["multiscales"][0]["datasets"]
+    listed: list[str] = []
+    if "bse/labels" in root:  # every label image there, listed (two writers may race to list)
+        labels = root["bse/labels"]
+        ome = dict(labels.attrs.get("ome", {}))
+        listed = list(ome.get("labels", []))
+        present = sorted(name for name, _ in labels.groups())
+        if set(present) - set(listed):
+            listed += [n for n in present if n not in listed]
+            labels.attrs["ome"] = {**ome, "version": "0.5", "labels": listed}
+    names = [f"bse/labels/{n}" for n in listed]
+    names += [n for n in ("olivine_probability", "mgnumber") if n in root]
+    done = []
+    for name in names:
+        if name not in root:
+            continue
+        group = root[name]
+        ome = dict(group.attrs["ome"])
+        multiscales = [dict(m) for m in ome["multiscales"]]
+        own = multiscales[0]["datasets"]
+        multiscales[0]["datasets"] = [
+            {
+                **d,
+                "coordinateTransformations": datasets[min(i, len(datasets) - 1)][
+                    "coordinateTransformations"
+                ],
+            }
+            for i, d in enumerate(own)
+        ]
+        if multiscales != ome["multiscales"]:
+            ome["multiscales"] = multiscales
+            group.attrs["ome"] = ome
+            done.append(name)
+    return done

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -30,6 +32,7 @@ from semlive.streaming._stitcher import (
     SpectraMoved,
     SpectraPlaced,
     Stitcher,
+    TilePlaced,
 )
 
 __all__ = ["stitch_session"]
@@ -43,6 +46,7 @@ StitchEvent = (
     | SpectraReady
     | SpectraPlaced
     | SpectraMoved
+    | TilePlaced
     | SessionDone
     | object  # what the correction reports (drift alerts)
 )
@@ -58,6 +62,8 @@ def stitch_session(
     *,
     once: bool = False,
     correction: Callable[[SessionInfo, Ledger], Correction] | None = None,
+    stop: Any = None,
+    show_tiles: bool = False,
 ) -> Iterator[StitchEvent]:
     """Ingest and stitch a session, live or finished; resumes what a store already holds.
 
@@ -66,12 +72,17 @@ def stitch_session(
     are passed on as they arrive (:class:`SpectraReady`), again with their points' mosaic
     positions once the tile they were acquired in is placed (:class:`SpectraPlaced`; batches
     without a tile: once any tile is), and as :class:`SpectraMoved` whenever a re-solve moves
-    them, before the region events of that step.
+    them, before the region events of that step. A restart passes on again the batches taken
+    before it (:class:`SpectraReady`, then placed as above), so their consumer misses none.
+    ``stop`` (a :class:`threading.Event`) ends the loop at the next scan once it is set. With
+    ``show_tiles`` each placed tile's pixels are written at once and reported
+    (:class:`TilePlaced`, before the region events of its step), for work that need not wait
+    for its region to complete.
     """
     with Ingestor(session_dir, store, settings.acquisition) as ingestor:
         stitcher: Stitcher | None = None
         spectra = _Spectra()
-        for event in ingestor.run(once=once):
+        for event in ingestor.run(once=once, stop=stop):
             if isinstance(event, SessionOpened):
                 read_tile, read_maps = _readers(ingestor)
                 corrector = (
@@ -87,12 +98,24 @@ def stitch_session(
                     corrector,
                 )
                 for ready, eds in _already_ready(ingestor):  # a restart: tiles taken before
-                    yield from stitcher.add(ready)
+                    if stop is not None and stop.is_set():
+                        return
+                    steps = stitcher.add(ready)
                     if eds is not None:
                         stitcher.add_eds(eds)
+                    if show_tiles:
+                        yield stitcher.show_tile(ready.sidecar.tile, restored=True)
+                    yield from steps
+                for taken in _spectra_taken(ingestor):  # and the spectra batches taken before
+                    yield taken
+                    if spectra.arrive(taken):
+                        yield from spectra.place(stitcher)
             elif isinstance(event, TileReady) and stitcher is not None:
                 yield event
-                yield from spectra.around(stitcher, stitcher.add(event))
+                steps = stitcher.add(event)
+                if show_tiles:
+                    yield stitcher.show_tile(event.sidecar.tile)
+                yield from spectra.around(stitcher, steps)
             elif isinstance(event, FileQuarantined):
                 yield event
             elif isinstance(event, StandardMeasured) and stitcher is not None:
@@ -194,7 +217,10 @@ def _already_ready(ingestor: Ingestor) -> Iterator[tuple[TileReady, EdsReady | N
     session = ingestor.session
     assert session is not None
     limit = ingestor.settings.max_image_pixels
-    for name, (*_, version) in sorted(ingestor.ledger.tiles().items()):
+    tiles = ingestor.ledger.tiles()  # in acquisition order, as they first came
+    order = sorted(tiles, key=lambda n: (datetime.fromisoformat(tiles[n][4]), n))
+    for name in order:
+        version = tiles[name][5]
         image = (ingestor.root / "tiles" / f"{name}.tif").read_bytes()
         side = (ingestor.root / "tiles" / f"{name}.json").read_bytes()
         ready = TileReady(
@@ -210,3 +236,18 @@ def _already_ready(ingestor: Ingestor) -> Iterator[tuple[TileReady, EdsReady | N
             )
             eds = EdsReady(name, maps)
         yield ready, eds
+
+
+def _spectra_taken(ingestor: Ingestor) -> Iterator[SpectraReady]:
+    """The spectra batches a restarted store already took, read again from the session folder
+    (a batch that cannot be read any more is logged and left out)."""
+    from semlive.acquisition import FileKind
+    from semlive.errors import InputDataError
+
+    for row in ingestor.ledger.rows():
+        if row.kind != FileKind.SPECTRA or row.state != "ingested":
+            continue
+        try:
+            yield SpectraReady(ingestor.read_spectra(row.path))
+        except (OSError, InputDataError) as exc:
+            _log.warning("%s: taken before the restart but not readable now: %s", row.path, exc)

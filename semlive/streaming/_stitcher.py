@@ -89,6 +89,16 @@ class SpectraMoved:
 
 
 @dataclass(frozen=True, slots=True)
+class TilePlaced:
+    """A tile is placed and its pixels are on the mosaic (before its region is complete)."""
+
+    name: str
+    bounds_px: tuple[int, int, int, int]  # row0, col0, row1, col1 of level 0
+    grid: tuple[int, int]  # the tile's row and column in the acquisition grid
+    restored: bool = False  # taken before a restart (not a new arrival)
+
+
+@dataclass(frozen=True, slots=True)
 class RegionChanged:
     region: tuple[int, int]
     bounds_px: tuple[int, int, int, int]
@@ -388,8 +398,11 @@ class Stitcher:
         return tile.nominal, False
 
     # -- global solve, writing, regions -------------------------------------------------------
-    def resolve(self) -> list[RegionComplete | RegionChanged]:
-        """Re-place every tile by the global solve; re-fuse what moved."""
+    def resolve(self, anchored: bool = False) -> list[RegionComplete | RegionChanged]:
+        """Re-place every tile by the global solve; re-fuse what moved. The solve keeps the
+        frame where the tiles are (a live mosaic stays still), or with ``anchored`` puts it
+        where Contract 2 anchors it (mean deviation from nominal zero), which depends only on
+        the tiles and their links, not on the order they came in or on restarts."""
         self._since_solve = 0
         if self._pending_pairs:
             self._decide_pairs()
@@ -401,7 +414,9 @@ class Stitcher:
             Link(index[na], index[nb], lk.offset, lk.weight) for (na, nb), lk in self.links.items()
         ]
         direction = np.array([t.sidecar.row % 2 for t in order])
-        placement = solve(nominal, links, direction, self.settings.max_residual_px, warm)
+        placement = solve(
+            nominal, links, direction, self.settings.max_residual_px, None if anchored else warm
+        )
         previous = {t.sidecar.tile: t.position for t in order}
         # the solve keeps the frame still (warm): a re-solve only re-fuses tiles that really
         # moved relative to the others
@@ -459,13 +474,13 @@ class Stitcher:
             return
         todo = self._dirty if bse_chunks is None else self._dirty & bse_chunks
         if todo:
-            over = [self._on_mosaic(n) for n in self.tiles]
+            over = [self._on_mosaic(n) for n in sorted(self.tiles)]  # ties: by name, in any history
             relevant = [t for t in over if self.writer.chunks_of([t]) & todo]
             self.writer.fuse(todo, relevant, self._corrected)
             self._dirty -= todo
         todo = self._eds_dirty if eds_chunks is None else self._eds_dirty & eds_chunks
         if todo:
-            over = [self._on_mosaic(n) for n in self._eds]
+            over = [self._on_mosaic(n) for n in sorted(self._eds)]
             relevant = [t for t in over if self.writer.chunks_of([t]) & todo]
             self.writer.fuse_eds(todo, relevant, self.maps)
             self._eds_dirty -= todo
@@ -581,8 +596,9 @@ class Stitcher:
         return events
 
     def finish(self) -> list[RegionComplete | RegionChanged]:
-        """The session is DONE: a last global solve, then every remaining region completes."""
-        events = self.resolve() if self.tiles else []
+        """The session is DONE: a last global solve in the anchored frame (the same final
+        mosaic however the session was interrupted), then every remaining region completes."""
+        events = self.resolve(anchored=True) if self.tiles else []
         events += self._announce(self._completable(done=True))
         self.flush()
         return events
@@ -607,6 +623,14 @@ class Stitcher:
         rows = (xy[:, 1] - g.origin_um[1]) / g.pixel_size_um + shift[0]
         cols = (xy[:, 0] - g.origin_um[0]) / g.pixel_size_um + shift[1]
         return np.stack([rows, cols], axis=1)
+
+    def show_tile(self, name: str, restored: bool = False) -> TilePlaced:
+        """Write the chunks under a placed tile now (not waiting for the live view's flush)
+        and say where it lies."""
+        tile = self._on_mosaic(name)
+        self.flush(bse_chunks=self.writer.chunks_of([tile]))
+        side = self.tiles[name].sidecar
+        return TilePlaced(name, tile.box(), (side.row, side.col), restored)
 
     def placements_um(self) -> dict[str, tuple[float, float]]:
         """Placed stage position (x, y µm) of each tile's centre (mean deviation zero)."""

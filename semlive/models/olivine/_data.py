@@ -9,6 +9,7 @@ is ignored in the training tiles, so overlapping tiles never straddle the split.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -89,14 +90,19 @@ def _tile_boxes(
     return out, session.tile_shape
 
 
-def load_training_data(store: Path, settings: OlivineSettings) -> TrainingData:
-    """All EDS tiles of the store as labelled tiles, split into training and validation."""
+def load_training_data(
+    store: Path, settings: OlivineSettings, only: Collection[str] | None = None
+) -> TrainingData:
+    """All EDS tiles of the store (or those named in ``only``: a live session's tiles whose
+    maps are fused) as labelled tiles, split into training and validation."""
     import zarr
 
     ledger = Ledger(store / "ledger.sqlite")
     try:
         _, session = session_of(store, ledger, None)
         boxes, (th, tw) = _tile_boxes(store, ledger, session)
+        if only is not None:
+            boxes = [box for box in boxes if box[0] in only]
         tracker = DriftTracker(session, ledger, CalibrationSettings())
         scales = {name: tracker.eds_scale(at) for name, *_, at in boxes}
     finally:

@@ -67,9 +67,12 @@ def train_olivine(
     name: str = "olivine",
     progress: Callable[[TrainProgress], None] | None = None,
     resume: bool = True,
+    data: TrainingData | None = None,
 ) -> ModelCard:
-    """Train (or resume training) ``STORE/models/<name>`` from the store's EDS tiles."""
-    data = load_training_data(store, settings)
+    """Train (or resume training) ``STORE/models/<name>`` from the store's EDS tiles
+    (``data``: those tiles already loaded by :func:`load_training_data`)."""
+    if data is None:
+        data = load_training_data(store, settings)
     runtime = choose_runtime(settings.device, "float32")
     arch = default_architecture(settings, runtime)
     folder = store / "models" / name

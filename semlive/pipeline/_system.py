@@ -1,0 +1,45 @@
+"""CPU and memory of this process (and its children), from /proc and resource, for the status."""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+
+__all__ = ["SystemMeter"]
+
+
+class SystemMeter:
+    """CPU use since the last reading, resident and peak memory."""
+
+    def __init__(self) -> None:
+        self._wall = time.monotonic()
+        self._cpu = self._cpu_seconds()
+
+    @staticmethod
+    def _cpu_seconds() -> float:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+    def read(self) -> dict[str, float]:
+        wall, cpu = time.monotonic(), self._cpu_seconds()
+        share = (cpu - self._cpu) / max(wall - self._wall, 1e-6)
+        self._wall, self._cpu = wall, cpu
+        peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return {
+            "cpu_percent": round(100 * share, 1),
+            "cores": float(os.cpu_count() or 1),
+            "rss_gb": round(_rss_bytes() / 2**30, 3),
+            "peak_rss_gb": round(peak_kib * 1024 / 2**30, 3),
+            "cpu_seconds": round(cpu, 1),
+        }
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm", encoding="ascii") as handle:
+            pages = int(handle.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
