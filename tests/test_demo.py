@@ -4,6 +4,7 @@ from semlive.cli import main
 
 
 @pytest.mark.long
+@pytest.mark.timeout(1200)
 def test_demo_runs_semlive_beside_a_simulated_session_to_the_report(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo"), "--speed", "120", "--headless"]) == 0
     said = capsys.readouterr().out

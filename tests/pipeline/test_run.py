@@ -23,7 +23,7 @@ from semlive.cli import main
 
 from .conftest import semlive_run
 
-pytestmark = pytest.mark.long
+pytestmark = [pytest.mark.long, pytest.mark.timeout(1800)]  # whole sessions, restarted
 
 
 def _jobs(store: Path) -> list[tuple]:
@@ -90,8 +90,12 @@ def test_a_second_run_resumes_and_redoes_nothing(reference_run, small_session, f
     assert process.wait(timeout=600) == 0
     after = {(k, key): (inputs, state, at) for k, key, inputs, state, at in _jobs(store)}
     for kind, key, inputs, state, at in before:
-        if kind in ("train", "segment", "calibrate", "export"):
-            assert after[(kind, key)] == (inputs, state, at), (kind, key)  # not run again
+        # the stitcher replays the tiles taken before, so regions are segmented again while
+        # the replayed mosaic settles; training, calibration and the export are not redone
+        if kind in ("train", "calibrate", "export"):
+            assert after[(kind, key)] == (inputs, state, at), (kind, key)
+        elif kind == "segment":  # the same inputs in the end
+            assert after[(kind, key)][:2] == (inputs, state), (kind, key)
     _same(first, _final(store))
 
 
