@@ -10,6 +10,7 @@ the GIL, so inference, training and GDLS overlap on a multi-core CPU.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import uuid
@@ -88,8 +89,18 @@ class DaskExecutor:
             ) from None
         self.cluster: Any = None
         if address in (None, "", "local"):
+            # torch as many threads as in this process (Dask sets 1): float sums, and so the
+            # trained model, depend on the thread count
+            threads = str(os.cpu_count() or 1)
+            env = {
+                k: threads for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+            }
             self.cluster = LocalCluster(  # type: ignore[no-untyped-call]
-                n_workers=1, threads_per_worker=4, processes=True, dashboard_address=None
+                n_workers=1,
+                threads_per_worker=4,
+                processes=True,
+                dashboard_address=None,
+                env=env,
             )
             self.client: Any = Client(self.cluster)  # type: ignore[no-untyped-call]
         else:
