@@ -8,8 +8,8 @@ idempotent and recorded in the ledger so a restart redoes only what was not done
 from semlive.pipeline._evaluate import evaluate_store
 from semlive.pipeline._executor import DaskExecutor, Executor, LocalExecutor, open_executor
 from semlive.pipeline._jobs import JobBook, JobSpec, run_job
-from semlive.pipeline._run import STATUS_FILE, Pipeline, RunResult, ledger_status
-from semlive.pipeline._status import TILE_STATES
+from semlive.pipeline._run import STATUS_FILE, Pipeline, RunResult
+from semlive.pipeline._status import TILE_STATES, ledger_status
 
 __all__ = [
     "STATUS_FILE",

@@ -39,9 +39,8 @@ from semlive.acquisition import (
     SpectraReady,
     StandardMeasured,
     TileReady,
-    status_of,
 )
-from semlive.calibration import DriftAlert, calibration_status, drift_correction
+from semlive.calibration import DriftAlert, drift_correction
 from semlive.errors import InputDataError
 from semlive.pipeline._executor import Executor, Handle, LocalExecutor
 from semlive.pipeline._jobs import MODEL_NAME, PUBLISHED_MODEL, JobBook, JobSpec, run_job
@@ -103,7 +102,6 @@ class Pipeline:
         self._settings_json = settings.model_dump_json()
         self._events: queue.Queue[Any] = queue.Queue(maxsize=settings.pipeline.event_queue)
         self._lanes = {name: _Lane(name) for name in _LANES}
-        self._lock = threading.Lock()
         self._meter = SystemMeter()
         self.started = time.monotonic()
         self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -113,9 +111,7 @@ class Pipeline:
         self.regions: dict[tuple[int, int, int, int], str | None] = {}  # bounds -> model done
         self.model: str | None = None
         self.model_info: dict[str, Any] | None = None
-        self.trained_at_eds = 0
         self.tried_at_eds = 0
-        self.eds_tiles = 0
         self.sem_done = False
         self.finished = False
         self.finalising = False
@@ -151,7 +147,7 @@ class Pipeline:
         producer = threading.Thread(target=self._produce, name="semlive-stitch", daemon=True)
         producer.start()
         try:
-            self._loop(producer)
+            self._loop()
             if self._error is not None:
                 raise self._error
             if self.sem_done and not self.stop.is_set():
@@ -205,7 +201,7 @@ class Pipeline:
                     with contextlib.suppress(queue.Empty):
                         self._events.get_nowait()  # stopping: make room for the end
 
-    def _loop(self, producer: threading.Thread) -> None:
+    def _loop(self) -> None:
         while not self.stop.is_set():  # stopping: nothing new is started
             self._reap()
             if self._waiting() >= self.settings.pipeline.max_pending_jobs:
@@ -339,7 +335,6 @@ class Pipeline:
             if self._book is not None:
                 self._book.record("advice", {k: v for k, v in result.items() if k != "seconds"})
         elif spec.kind == "train":
-            self.trained_at_eds = int(result["eds_tiles"])
             self.model_info = result
             if self.settings.pipeline.advice and not self.finalising and not result.get("skipped"):
                 planned = self.plan["rows"] * self.plan["cols"]
@@ -438,7 +433,6 @@ class Pipeline:
             box = tile.get("box")
             if box is not None and _covered(box, self.regions):
                 ready.append(name)
-        self.eds_tiles = len(ready)
         return sorted(ready)
 
     def _maybe_train(self, final: bool = False) -> None:
@@ -538,7 +532,7 @@ class Pipeline:
         trained = None if published is None else json.loads(published)
         if trained and (self.store / "models" / str(trained["model"]) / "card.json").is_file():
             self.model, self.model_info = str(trained["model"]), trained
-            self.trained_at_eds = self.tried_at_eds = int(trained["eds_tiles"])
+            self.tried_at_eds = int(trained["eds_tiles"])
             self._log_event("model", f"resuming with the olivine model {self.model}")
         advice = book.results("advice").get("eds")
         if advice:
@@ -612,13 +606,9 @@ class Pipeline:
 
     def snapshot(self) -> dict[str, Any]:
         """Everything the dashboard shows, as plain JSON-able data."""
-        return build_snapshot(self)
+        from semlive.pipeline._status import snapshot  # it reads this module's Pipeline
 
-
-def build_snapshot(p: Pipeline) -> dict[str, Any]:
-    from semlive.pipeline._status import snapshot
-
-    return snapshot(p)
+        return snapshot(self)
 
 
 def _short_digest(folder: Path) -> str:
@@ -665,18 +655,3 @@ def _plan(session_dir: Path) -> dict[str, Any]:
         return {"rows": int(grid["rows"]), "cols": int(grid["cols"]), "sample": info.get("sample")}
     except (OSError, ValueError, KeyError, TypeError):
         return {"rows": 0, "cols": 0, "sample": None}
-
-
-def ledger_status(store: Path) -> dict[str, Any]:
-    """What the ledger says (files, quarantine, stitching, drift): for the status."""
-    out: dict[str, Any] = {}
-    if not (store / "ledger.sqlite").is_file():
-        return out
-    ledger = Ledger(store / "ledger.sqlite")
-    try:
-        out.update(status_of(ledger))
-        with contextlib.suppress(LedgerError):  # no standards yet
-            out.update(calibration_status(store, ledger) or {})
-    finally:
-        ledger.close()
-    return out

@@ -6,15 +6,20 @@ it), printed as one line each time with ``--headless``, and drawn by the dashboa
 
 from __future__ import annotations
 
+import contextlib
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from semlive.acquisition import Ledger, LedgerError, status_of
+from semlive.calibration import calibration_status
+
 if TYPE_CHECKING:
     from semlive.pipeline._run import Pipeline
 
-__all__ = ["TILE_STATES", "snapshot"]
+__all__ = ["TILE_STATES", "ledger_status", "snapshot"]
 
 # one character a tile on the minimap
 TILE_STATES = {
@@ -58,9 +63,15 @@ def _grid(p: Pipeline) -> dict[str, Any]:
     return {"rows": rows, "cols": cols, "cells": ["".join(r) for r in cells], "counts": counts}
 
 
-def snapshot(p: Pipeline) -> dict[str, Any]:
-    from semlive.pipeline._run import ledger_status
+def ledger_status(store: Path, ledger: Ledger) -> dict[str, Any]:
+    """What the ledger says (files, quarantine, stitching, drift, mg# fit)."""
+    out: dict[str, Any] = dict(status_of(ledger))
+    with contextlib.suppress(LedgerError):  # no standards yet
+        out.update(calibration_status(store, ledger) or {})
+    return out
 
+
+def snapshot(p: Pipeline) -> dict[str, Any]:
     now = time.monotonic()
     elapsed = now - p.started
     grid = _grid(p)
@@ -69,8 +80,8 @@ def snapshot(p: Pipeline) -> dict[str, Any]:
     planned = p.plan["rows"] * p.plan["cols"]
     left = max(planned - p.counts["tiles"], 0) if planned else None
     eta = None if not rate or left is None or p.sem_done else round(left / rate * 60, 1)
-    ledger = ledger_status(p.store)
-    book = p._ensure_book()
+    book = p._ensure_book()  # the run's own connection, not a new one each tick
+    ledger = {} if book is None else ledger_status(p.store, book.ledger)
     done_regions = [b for b, m in p.regions.items() if m is not None and m == p.model]
     lanes = {
         name: {
