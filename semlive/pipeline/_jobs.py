@@ -353,7 +353,7 @@ def _segment(store: Path, settings: Settings, args: dict[str, Any]) -> tuple[str
         bse[max(r0 - halo, 0) : min(r1 + halo, rows), max(c0 - halo, 0) : min(c1 + halo, cols)]
     )
     o = settings.olivine
-    inference = json.dumps([o.window_px, o.overlap_px, o.device, o.precision, o.dlth])
+    inference = json.dumps([o.window_px, o.overlap_px, o.device, o.precision])
     fingerprint = _digest(
         _model_id(store, model), str((r0, c0, r1, c1)), inference, window.tobytes()
     )
