@@ -15,6 +15,8 @@ catalogue's worker processes), sampled every 0.5 s from /proc.
 
     .venv/bin/python benchmarks/bench_run.py --session /tmp/section --store /tmp/section-run
     .venv/bin/python benchmarks/bench_run.py --simulate small --speed 20 --config fast.toml
+    .venv/bin/python benchmarks/bench_run.py --simulate small --speed 20 --sample-session 1 \
+        --config start.toml   # [pipeline] start_model = an earlier session's models/olivine
 """
 
 from __future__ import annotations
@@ -71,6 +73,13 @@ def main() -> None:
     parser.add_argument("--simulate", help="simulate this preset live instead (tiny, small, ...)")
     parser.add_argument("--speed", type=float, default=20.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--sample-session",
+        type=int,
+        default=0,
+        help="with --simulate: the session number of the sample (1 = 20 days after 0; give "
+        "session 0's model as pipeline.start_model in --config to measure tile latency)",
+    )
     parser.add_argument("--store", type=Path, help="store folder (default: a temporary one)")
     parser.add_argument("--config", type=Path)
     parser.add_argument("--dask", help="run the jobs on Dask (an address, or local)")
@@ -80,6 +89,7 @@ def main() -> None:
     if args.simulate:
         session = work / "session"
         pace = ["--preset", args.simulate, "--seed", str(args.seed), "--speed", str(args.speed)]
+        pace += ["--session", str(args.sample_session)]
         simulator = subprocess.Popen(
             [sys.executable, "-m", "semlive", "simulate", str(session), *pace],
             stdout=subprocess.DEVNULL,

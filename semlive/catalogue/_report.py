@@ -324,13 +324,28 @@ def _segmentation(store: Path) -> str:
         return '<p class="note">No olivine model card in this store.</p>'
     card = json.loads(path.read_text())
     validation = card.get("metrics", {}).get("validation", {})
+    check = card.get("crystal_check") or {}
+    scores = card.get("metrics", {}).get("crystal_check", {})
     rows = [
         ["network", card.get("architecture", "")],
         ["threshold dlth", card.get("dlth", float("nan"))],
         ["training tiles", len(card.get("training_tiles", []))],
         ["validation IoU (EDS labels)", validation.get("iou", float("nan"))],
         ["validation overall accuracy", validation.get("overall_accuracy", float("nan"))],
+        [
+            "crystal check",
+            f"crystals with interior BSE spread below {check['max_core_std_dn']:.0f} DN dropped"
+            if check
+            else "off",
+        ],
     ]
+    if scores:
+        rows.append(
+            [
+                "IoU on the EDS tiles without / with the check",
+                f"{scores['eds_iou_without']:.3f} / {scores['eds_iou_with']:.3f}",
+            ]
+        )
     return _table(["", ""], rows)
 
 

@@ -1,8 +1,9 @@
 """Model artefacts: ``STORE/models/<name>/weights.safetensors`` + ``card.json``.
 
 The card holds everything needed to rebuild and use the network: its architecture (the
-registry name), the input normalisation, the probability threshold ``dlth``, the label rules,
-the training tiles and split, the metrics, and the semlive and torch versions. Weights are
+registry name), the input normalisation, the probability threshold ``dlth``, the crystal check
+applied after it (empty: none), the label rules, the training tiles and split, the metrics, and
+the semlive and torch versions. Weights are
 safetensors, so loading never unpickles. A card whose architecture is unknown, whose weights do
 not fit the architecture, or whose normalisation is not what the caller expects is refused
 with the difference named.
@@ -56,6 +57,7 @@ class ModelCard:
     split: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    crystal_check: dict[str, float] = field(default_factory=dict)
     semlive_version: str = __version__
     torch_version: str = torch.__version__
     format: str = CARD_FORMAT

@@ -28,12 +28,13 @@ from semlive.virtual_sem import SESSION_GAIN_JUMP, SESSION_OFFSET_JUMP_DN, simul
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # the training fixture: ~5 min
 
-# Issue 7 asks IoU >= 0.90 and OA >= 99 % on unseen tiles. Not reached yet: after this test's
-# 8 epochs the model measures IoU 0.52, OA 0.944 (20 epochs: 0.54-0.57; with labels refined on
-# the BSE edges, olivine.refine_px = 2, 0.555), because clinopyroxene phenocrysts, whose BSE
-# overlaps olivine's and of which the 9 EDS tiles hold little, are taken for olivine. These
-# floors guard what is reached; the issue stays open (see the closing note).
-IOU_FLOOR, OA_FLOOR, ROBUST_DROP = 0.45, 0.93, 0.02
+# Issue 7 asks IoU >= 0.90 and OA >= 99 % on unseen tiles. Not reached yet. After this test's
+# 8 epochs the network alone measures IoU 0.515, OA 0.943, with 47 % of clinopyroxene taken for
+# olivine (its BSE overlaps olivine's, and the 9 EDS tiles hold little of it); the crystal check
+# (flat crystals dropped, threshold learnt on the EDS tiles) brings that to IoU 0.696, OA 0.975,
+# clinopyroxene 5.5 %. What is left is mostly missed olivine (70k px: edges, microlites,
+# unzoned crystals). These floors guard what is reached; the issue stays open (closing note).
+IOU_FLOOR, OA_FLOOR, CPX_CEILING, ROBUST_DROP = 0.62, 0.96, 0.15, 0.02
 EPOCHS = 8  # ~5 min on 2 CPU cores; `semlive train` defaults to 40 with early stopping
 
 
@@ -56,11 +57,12 @@ def test_unseen_tiles_accuracy_against_the_truth(unseen):
     assert overall["pixels"] > 3_000_000  # three quarters of the mosaic is unseen
     assert overall["iou"] >= IOU_FLOOR
     assert overall["overall_accuracy"] >= OA_FLOOR
+    assert unseen["clinopyroxene_as_olivine"] <= CPX_CEILING
     assert len(unseen["regions"]) == 6  # scored per 1024² region, 2 × 3 on `small`
     assert sum(r["tp"] for r in unseen["regions"]) == overall["tp"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 7 open: IoU 0.52 / OA 0.944 reached, see note")
+@pytest.mark.xfail(strict=True, reason="issue 7 open: IoU 0.696 / OA 0.975 reached, see note")
 def test_unseen_tiles_reach_the_issues_accuracy(unseen):
     """The issue's bar, kept executable: an unexpected pass fails the run, so whoever reaches
     it turns this into a plain test."""
@@ -115,9 +117,9 @@ def _iou_after(store, small_session, gain, offset_dn):
             1,
             marks=pytest.mark.xfail(
                 strict=True,
-                reason="issue 7 open: the +7.5 % gain shift, uncorrected, costs this model 16.5 "
-                "IoU points (0.515 -> 0.351); an earlier model of the same recipe stayed within "
-                "2, so robustness depends on the training run",
+                reason="issue 7 open: the +7.5 % gain shift, uncorrected, costs this model 37.6 "
+                "IoU points (0.696 -> 0.320; the network alone 0.515 -> 0.351); an earlier model "
+                "of the same recipe stayed within 2, so robustness depends on the training run",
             ),
         ),
         -1,

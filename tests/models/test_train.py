@@ -105,6 +105,9 @@ def test_cli_train_then_segment_writes_labels_and_a_card(tiny_store, tmp_path, c
     assert card["format"] == "semlive.model/1"
     assert card["normalisation"]["std_dn"] > 0
     assert set(card) >= {"semlive_version", "torch_version", "training_tiles", "split", "metrics"}
+    check = card["metrics"]["crystal_check"]  # fitted on the EDS tiles: on, or off with reason
+    assert check["eds_iou_with"] >= check["eds_iou_without"]
+    assert (check["max_core_std_dn"] > 0) == (card["crystal_check"] != {})
     assert main(["segment", str(store), "--config", str(config)]) == 0
     out = capsys.readouterr().out
     assert "Mpx/s on cpu" in out
@@ -117,3 +120,4 @@ def test_cli_train_then_segment_writes_labels_and_a_card(tiny_store, tmp_path, c
     assert root["bse/labels"].attrs["ome"]["labels"] == ["olivine"]
     assert labels.attrs["ome"]["image-label"]["source"]["image"] == "../../"
     assert root["olivine_probability/0"].shape == root["bse/0"].shape
+    assert labels.attrs["semlive"]["crystal_check"] == card["crystal_check"]

@@ -6,6 +6,7 @@ network (:mod:`semlive.models`'s registry) learns BSE → olivine from the EDS-c
 with overlapping sliding windows into ``bse/labels/olivine``.
 """
 
+from semlive.models.olivine._check import CrystalCheck, crystal_spreads, fit_crystal_check
 from semlive.models.olivine._data import IGNORE, LabelledTile, TrainingData, load_training_data
 from semlive.models.olivine._evaluate import (
     agreement_with_eds,
@@ -34,6 +35,7 @@ __all__ = [
     "IGNORE",
     "LABEL_PATH",
     "PROBABILITY_PATH",
+    "CrystalCheck",
     "LabelledTile",
     "OlivineSegmenter",
     "RegionResult",
@@ -41,9 +43,11 @@ __all__ = [
     "TrainProgress",
     "TrainingData",
     "agreement_with_eds",
+    "crystal_spreads",
     "default_architecture",
     "eds_tile_mask",
     "evaluate_against_truth",
+    "fit_crystal_check",
     "load_rule_set",
     "load_training_data",
     "olivine_labels",

@@ -2,7 +2,8 @@
 
 A region (plus a halo of context) is cut into overlapping windows; each window's probabilities
 are weighted by a taper that falls toward its edges (so every pixel is decided mostly by windows
-that see it with context on all sides), averaged, and thresholded at the model's ``dlth``.
+that see it with context on all sides), averaged, and thresholded at the model's ``dlth``; the
+model's crystal check (:mod:`._check`) then drops crystals too flat for an olivine.
 Results go to ``mosaic.zarr/bse/labels/olivine`` (uint8, OME-Zarr labels) and
 ``mosaic.zarr/olivine_probability`` (uint8, probability × 255, for QA), both multiscale on the
 grid of ``bse/``.
@@ -26,6 +27,8 @@ from semlive.models._device import Runtime, choose_runtime, run_batched
 from semlive.models._labels import register_label, require_pyramid, update_pyramid
 from semlive.models._networks import architecture
 from semlive.settings import OlivineSettings
+
+from ._check import CrystalCheck
 
 __all__ = [
     "OlivineSegmenter",
@@ -105,6 +108,7 @@ class OlivineSegmenter:
 
         self.store, self.settings = store, settings
         model, self.card = load_model(store / "models" / name)
+        self.check = CrystalCheck.from_card(self.card.crystal_check)
         self.runtime: Runtime = choose_runtime(settings.device, settings.precision)
         self.model = self.runtime.prepare(model)
         arch = architecture(self.card.architecture)
@@ -170,9 +174,11 @@ class OlivineSegmenter:
         inner = (slice(r0 - a0, r1 - a0), slice(c0 - b0, c1 - b0))
         if not scanned[inner].any():
             return RegionResult(bounds, 0, 0, 0.0)
-        p = self.probabilities(grey)[inner]
-        p = np.where(scanned[inner], p, 0.0)
-        label = (p >= self.card.dlth).astype(np.uint8)
+        window = self.probabilities(grey)
+        # crystals are judged whole within the region and its halo, then cut to the region
+        label = self.check.apply(grey, (window >= self.card.dlth) & scanned)[inner]
+        label = label.astype(np.uint8)
+        p = np.where(scanned[inner], window[inner], 0.0)
         self.labels[0][r0:r1, c0:c1] = label
         self.probability[0][r0:r1, c0:c1] = np.rint(p * 255).astype(np.uint8)
         update_pyramid(self.labels, (r0, c0, r1, c1), "nearest")
@@ -224,7 +230,12 @@ def _open_outputs(root: Any, card: ModelCard) -> tuple[list[Any], list[Any]]:
         },
     }
     prob_meta = {"version": "0.5", "multiscales": [{**multiscales, "name": PROBABILITY_PATH}]}
-    provenance = {"model": card.architecture, "dlth": card.dlth, "scale": "probability × 255"}
+    provenance = {
+        "model": card.architecture,
+        "dlth": card.dlth,
+        "crystal_check": card.crystal_check,
+        "scale": "probability × 255",
+    }
     return (
         require_pyramid(root, LABEL_PATH, levels, label_meta, provenance),
         require_pyramid(root, PROBABILITY_PATH, levels, prob_meta, provenance),

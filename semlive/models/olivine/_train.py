@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from semlive.models._metrics import Confusion, confusion
 from semlive.models._networks import build_network, load_initial_weights
 from semlive.settings import OlivineSettings
 
+from ._check import CrystalCheck, fit_crystal_check
 from ._data import IGNORE, LabelledTile, TrainingData, load_training_data
 from ._rules import rule_thresholds
 
@@ -125,6 +126,11 @@ def train_olivine(
     best_model = runtime.prepare(best_model)
     _, probabilities = _validate(best_model, data.validation, norm, runtime)
     dlth, metrics = _choose_threshold(probabilities, data.validation, settings)
+    check = CrystalCheck()
+    if settings.crystal_check:
+        check, metrics["crystal_check"] = _fit_check(
+            best_model, data, probabilities, dlth, norm, runtime
+        )
     metrics["history"] = history
     metrics["best_val_loss"] = best
     training = {
@@ -141,7 +147,7 @@ def train_olivine(
         "refine_px": settings.refine_px,
         "init_weights": settings.init_weights,
     }
-    card = _card(arch, norm, dlth, data, settings, metrics, training)
+    card = _card(arch, norm, dlth, data, settings, metrics, training, check)
     save_model(folder, best_model, card)
     return card
 
@@ -154,11 +160,13 @@ def _card(
     settings: OlivineSettings,
     metrics: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
+    check: CrystalCheck | None = None,
 ) -> ModelCard:
     return ModelCard(
         architecture=arch,
         normalisation=norm,
         dlth=dlth,
+        crystal_check=check.as_dict() if check is not None and check.max_core_std_dn else {},
         label_rules=rule_thresholds(settings),
         training_tiles=[t.name for t in data.train],
         split={**data.split(), "block_tiles": settings.block_tiles, "seed": settings.seed},
@@ -323,6 +331,17 @@ def _padded(x: NDArray[np.float32]) -> tuple[NDArray[np.float32], tuple[int, int
     return np.pad(x, ((0, ph), (0, pw)), mode="reflect"), (h, w)
 
 
+def _logits(
+    model: nn.Module, tile: LabelledTile, norm: Normalisation, runtime: Runtime
+) -> torch.Tensor:
+    """The network's logits over a whole tile (with its margin), shape (1, 1, h, w)."""
+    x, (h, w) = _padded(tile.bse)
+    xt = runtime.tensor(torch.from_numpy((x - norm.mean_dn) / norm.std_dn)[None, None])
+    with runtime.autocast():
+        logits: torch.Tensor = model(xt).float()[..., :h, :w]
+    return logits
+
+
 @torch.no_grad()
 def _validate(
     model: nn.Module, tiles: list[LabelledTile], norm: Normalisation, runtime: Runtime
@@ -331,10 +350,7 @@ def _validate(
     model.eval()
     total, weight, probabilities = 0.0, 0, []
     for tile in tiles:
-        x, (h, w) = _padded(tile.bse)
-        xt = runtime.tensor(torch.from_numpy((x - norm.mean_dn) / norm.std_dn)[None, None])
-        with runtime.autocast():
-            logits = model(xt).float()[..., :h, :w]
+        logits = _logits(model, tile, norm, runtime)
         y = torch.from_numpy(tile.label)[None, None].to(runtime.device)
         loss, count = _loss(logits, y)
         total += float(loss) * count
@@ -374,6 +390,39 @@ def _choose_threshold(
         "dlth_source": "validation IoU" if settings.dlth == "auto" else "configured",
         "against": "EDS labels of the validation tiles",
     }
+
+
+@torch.no_grad()
+def _fit_check(
+    model: nn.Module,
+    data: TrainingData,
+    validation: list[NDArray[np.float32]],
+    dlth: float,
+    norm: Normalisation,
+    runtime: Runtime,
+) -> tuple[CrystalCheck, dict[str, float]]:
+    """The crystal check's threshold, chosen on all EDS tiles (training and validation: the
+    check has one parameter, and look-alike crystals are few), with its IoU against their
+    labels without and with it. The training tiles' probabilities are made one at a time."""
+    model.eval()
+
+    def tiles() -> Iterator[tuple[LabelledTile, NDArray[np.float32]]]:
+        for tile in data.train:
+            yield tile, torch.sigmoid(_logits(model, tile, norm, runtime))[0, 0].cpu().numpy()
+        yield from zip(data.validation, validation, strict=True)
+
+    check, scores = fit_crystal_check(
+        (t.bse, (p >= dlth) & (t.bse > 0), t.label == 1, t.label != IGNORE) for t, p in tiles()
+    )
+    logger.info(
+        "crystal check: %s (IoU against the EDS labels %.3f without, %.3f with)",
+        f"crystals flatter than {check.max_core_std_dn:.0f} DN dropped"
+        if check.max_core_std_dn
+        else "off",
+        scores["eds_iou_without"],
+        scores["eds_iou_with"],
+    )
+    return check, {**scores, "max_core_std_dn": check.max_core_std_dn}
 
 
 # -- resumable state ----------------------------------------------------------------------

@@ -1,0 +1,96 @@
+"""The crystal check: crystals too flat for an olivine dropped, with a threshold learnt from
+EDS labels, on synthetic crystals with the virtual SEM's noise."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from semlive.models import build_network
+from semlive.models._checkpoint import ModelCard, Normalisation, load_model, save_model
+from semlive.models.olivine import CrystalCheck, crystal_spreads, fit_crystal_check
+
+NOISE_DN = 590.0  # the virtual SEM's BSE noise per pixel
+
+
+def _scene(seed, zoned, flat, small=(), size=(400, 600)):
+    """Disks of olivine (zoned: brighter toward the rim by 2,000 DN), of a flat look-alike at
+    the same mean grey, and small olivines (too small to judge), on a darker groundmass."""
+    rng = np.random.default_rng(seed)
+    rr, cc = np.mgrid[: size[0], : size[1]]
+    grey = np.full(size, 24_000.0)
+    olivine = np.zeros(size, bool)
+    mask = np.zeros(size, bool)
+    for (r, c, radius), is_olivine in [(d, True) for d in zoned] + [(d, False) for d in flat]:
+        dist = np.hypot(rr - r, cc - c)
+        disk = dist <= radius
+        level = 28_000 + 2_000 * (dist / radius) if is_olivine else np.full(size, 29_000.0)
+        grey[disk] = level[disk]
+        mask |= disk
+        olivine |= disk & is_olivine
+    for r, c, radius in small:
+        disk = np.hypot(rr - r, cc - c) <= radius
+        grey[disk] = 29_000
+        mask |= disk
+        olivine |= disk
+    grey = ndi.gaussian_filter(grey, 0.6) + rng.normal(0, NOISE_DN, size)
+    return grey, mask, olivine
+
+
+ZONED = [(100, 100, 60), (300, 250, 70), (120, 450, 50)]
+FLAT = [(280, 480, 65), (100, 280, 45)]
+SMALL = [(350, 60, 6), (30, 560, 5)]
+
+
+def test_flat_crystals_are_dropped_with_a_threshold_learnt_from_eds_labels():
+    grey, mask, olivine = _scene(0, ZONED, FLAT, SMALL)
+    check, scores = fit_crystal_check([(grey, mask, olivine, np.ones_like(mask))])
+    assert check.max_core_std_dn > 0
+    assert scores["dropped"] == len(FLAT)
+    assert scores["eds_iou_with"] == pytest.approx(1.0)
+    assert scores["eds_iou_without"] < 0.8
+    # a new scene of the same kinds: the flat crystals go, zoned and small olivines stay
+    grey2, mask2, olivine2 = _scene(1, [(200, 150, 80)], [(200, 420, 90)], [(30, 30, 7)])
+    kept = check.apply(grey2, mask2)
+    assert np.array_equal(kept, olivine2)
+
+
+def test_the_check_stays_off_where_it_gains_nothing():
+    grey, mask, olivine = _scene(2, ZONED, [], SMALL)
+    check, scores = fit_crystal_check([(grey, mask, olivine, np.ones_like(mask))])
+    assert check.max_core_std_dn == 0
+    assert scores["dropped"] == 0
+    assert np.array_equal(check.apply(grey, mask), mask)  # off: the mask as it is
+
+
+def test_only_labelled_pixels_count_and_small_crystals_are_not_judged():
+    grey, mask, olivine = _scene(3, ZONED, FLAT, SMALL)
+    crystals, spread = crystal_spreads(grey, mask, CrystalCheck())
+    assert np.isinf(spread[0])
+    small = [crystals[r, c] for r, c, _ in SMALL]
+    assert np.isinf(spread[small]).all()
+    flat = [crystals[r, c] for r, c, _ in FLAT]
+    zoned = [crystals[r, c] for r, c, _ in ZONED]
+    assert spread[flat].max() < spread[zoned].min()
+    # EDS labels only on the left half, which holds no flat crystal: nothing to learn there
+    known = np.zeros_like(mask)
+    known[:, :230] = True
+    check, _ = fit_crystal_check([(grey, mask, olivine, known)])
+    assert check.max_core_std_dn == 0
+
+
+def test_the_card_carries_the_check_and_older_cards_have_none(tmp_path):
+    model = build_network("deeplabv3plus_mobilenet_v3_large")
+    card = ModelCard("deeplabv3plus_mobilenet_v3_large", Normalisation(25_000.0, 3_000.0), 0.4)
+    save_model(tmp_path / "old", model, card)
+    path = tmp_path / "old" / "card.json"
+    older = json.loads(path.read_text())
+    del older["crystal_check"]  # a card written before the check existed
+    path.write_text(json.dumps(older))
+    assert load_model(tmp_path / "old")[1].crystal_check == {}
+    checked = replace(card, crystal_check=CrystalCheck(140.5).as_dict())
+    save_model(tmp_path / "new", model, checked)
+    loaded = load_model(tmp_path / "new")[1]
+    assert CrystalCheck.from_card(loaded.crystal_check) == CrystalCheck(140.5)
