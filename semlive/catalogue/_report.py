@@ -342,7 +342,7 @@ def _segmentation(store: Path) -> str:
     if scores:
         rows.append(
             [
-                "IoU on the EDS tiles without / with the check",
+                "IoU on the EDS tiles without / with the check (chosen there)",
                 f"{scores['eds_iou_without']:.3f} / {scores['eds_iou_with']:.3f}",
             ]
         )

@@ -280,6 +280,8 @@ def _advice(store: Path, settings: Settings, args: dict[str, Any]) -> tuple[str,
         from semlive.pipeline._advice import advise
 
         ordered = sorted(data.train, key=lambda t: (t.acquired_at, t.name))
+        # the curve is of the network's validation IoU: no crystal check to fit
+        olivine = settings.olivine.model_copy(update={"crystal_check": False})
         points = []
         for share in (0.25, 0.5):
             subset = ordered[: max(1, round(share * len(ordered)))]
@@ -287,7 +289,7 @@ def _advice(store: Path, settings: Settings, args: dict[str, Any]) -> tuple[str,
                 continue
             name = f".advice-{fingerprint[:12]}-{len(subset)}"
             card = train_olivine(
-                store, settings.olivine, name, data=TrainingData(subset, data.validation, {})
+                store, olivine, name, data=TrainingData(subset, data.validation, {})
             )
             shutil.rmtree(store / "models" / name, ignore_errors=True)
             labelled = sum(t.labelled for t in subset)

@@ -94,3 +94,32 @@ def test_the_card_carries_the_check_and_older_cards_have_none(tmp_path):
     save_model(tmp_path / "new", model, checked)
     loaded = load_model(tmp_path / "new")[1]
     assert CrystalCheck.from_card(loaded.crystal_check) == CrystalCheck(140.5)
+
+
+def _iou(mask, label):
+    return (mask & label).sum() / (mask | label).sum()
+
+
+def test_the_fit_reports_what_applying_it_gives_even_with_tied_crystals():
+    grey, mask, olivine = _scene(4, ZONED, FLAT, SMALL)
+    check, scores = fit_crystal_check([(grey, mask, olivine, np.ones_like(mask))])
+    assert _iou(check.apply(grey, mask), olivine) == pytest.approx(scores["eds_iou_with"])
+    # two identical flat crystals, one labelled olivine: no threshold falls between them
+    twin = grey.copy()
+    twin[:, 300:] = grey[:, :300]
+    twin_mask = np.concatenate([mask[:, :300], mask[:, :300]], axis=1)
+    labels = np.concatenate([olivine[:, :300], mask[:, :300]], axis=1)  # the copy: all olivine
+    check, scores = fit_crystal_check([(twin, twin_mask, labels, np.ones_like(twin_mask))])
+    assert _iou(check.apply(twin, twin_mask), labels) == pytest.approx(scores["eds_iou_with"])
+
+
+def test_unscanned_pixels_do_not_make_a_flat_crystal_look_zoned():
+    grey, mask, olivine = _scene(5, ZONED, FLAT, SMALL)
+    check, _ = fit_crystal_check([(grey, mask, olivine, np.ones_like(mask))])
+    r, c, _ = FLAT[0]
+    strip = np.zeros_like(grey)
+    strip[r - 7 : r + 7] = grey[r - 7 : r + 7]  # only a 14-row strip across it was scanned
+    crystals, spread = crystal_spreads(strip, mask & (strip > 0), check)
+    # smoothing 0 DN in would spread it to ~1,100 DN, far above the threshold (~210)
+    assert spread[crystals[r, c]] < check.max_core_std_dn
+    assert not check.apply(strip, mask & (strip > 0))[r, c]

@@ -65,16 +65,20 @@ def crystal_spreads(
     """Connected crystals of ``mask`` (0 = background) and each one's interior BSE spread
     (index 0 and crystals too small to judge: +inf)."""
     crystals, n = ndi.label(mask)
-    crystals = crystals.astype(np.int32)
-    smooth = ndi.gaussian_filter(np.asarray(grey, np.float64), check.smooth_sigma_px)
-    depth = ndi.distance_transform_edt(mask)
-    deepest = np.zeros(n + 1)
+    scanned = (grey > 0).astype(np.float32)
+    # normalised convolution: unscanned pixels (0 DN) do not darken the crystals beside them
+    sigma = check.smooth_sigma_px
+    weight = ndi.gaussian_filter(scanned, sigma)
+    smooth = ndi.gaussian_filter(np.asarray(grey, np.float32) * scanned, sigma)
+    smooth /= np.maximum(weight, np.float32(1e-6))
+    depth = ndi.distance_transform_edt(mask, return_indices=False).astype(np.float32)
+    inside = np.full(n + 1, np.inf, np.float32)
     if n:
-        deepest[1:] = ndi.maximum(depth, crystals, np.arange(1, n + 1))
-    inside = np.maximum(check.core_depth_px, check.core_fraction * deepest[crystals])
-    core = mask & (depth >= inside)
+        deepest = ndi.maximum(depth, crystals, np.arange(1, n + 1))
+        inside[1:] = np.maximum(check.core_depth_px, check.core_fraction * np.asarray(deepest))
+    core = depth >= inside[crystals]
     ids = crystals[core]
-    values = smooth[core]
+    values = smooth[core].astype(np.float64)
     count = np.bincount(ids, minlength=n + 1).astype(np.float64)
     total = np.bincount(ids, values, minlength=n + 1)
     squares = np.bincount(ids, values * values, minlength=n + 1)
@@ -120,6 +124,12 @@ def fit_crystal_check(
     # dropping the k flattest crystals: tp - lost[k], fp - cut[k], fn + lost[k]
     union = tp + fp + fn - cut
     iou = np.divide(tp - lost, union, out=np.zeros_like(union), where=union > 0)
+    # a threshold can only fall between two different spreads (ties go together), above 0
+    between = np.ones(iou.size, bool)
+    between[1:-1] = spread[1:] > spread[:-1]
+    between[1:] &= spread > 0
+    iou[~between] = -np.inf
+    iou[0] = iou[0] if np.isfinite(iou[0]) else 0.0
     k = int(np.argmax(iou))
     scores = {"eds_iou_without": float(iou[0]), "eds_iou_with": float(iou[k]), "judged": len(order)}
     if k == 0 or iou[k] - iou[0] < MIN_GAIN:
@@ -129,5 +139,5 @@ def fit_crystal_check(
             "dropped": 0,
         }
     above = spread[k] if k < spread.size else spread[k - 1] * 1.1
-    threshold = round(float(0.5 * (spread[k - 1] + above)), 1)
+    threshold = float(0.5 * (spread[k - 1] + above))
     return replace(base, max_core_std_dn=threshold), {**scores, "dropped": k}
