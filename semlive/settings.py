@@ -279,8 +279,8 @@ class OlivineSettings(_Section):
         True,
         description="After dlth, drop predicted crystals whose interior BSE is flatter than "
         "the session's olivines (clinopyroxene looks like olivine pixel by pixel but is not "
-        "zoned); the flatness threshold is chosen on the EDS tiles, and the check stays off "
-        "where it does not raise the IoU against their labels.",
+        "zoned); the flatness threshold and an auto dlth are chosen together on the EDS tiles, "
+        "and the check stays off where it does not raise the IoU against their labels.",
     )
     window_px: int = Field(
         1024, ge=64, le=4096, description="Side of the sliding inference windows (px)."

@@ -25,7 +25,14 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
-__all__ = ["MIN_GAIN", "CrystalCheck", "crystal_spreads", "fit_crystal_check"]
+__all__ = [
+    "MIN_GAIN",
+    "CheckFit",
+    "CrystalCheck",
+    "crystal_spreads",
+    "fit_crystal_check",
+    "smoothed",
+]
 
 MIN_GAIN = 0.005  # IoU against the EDS labels that the check must gain to be switched on
 
@@ -59,18 +66,28 @@ class CrystalCheck:
         return out
 
 
+def smoothed(grey: NDArray[np.floating], sigma: float) -> NDArray[np.float32]:
+    """The BSE smoothed by a Gaussian of ``sigma`` px, by normalised convolution: unscanned
+    pixels (0 DN) do not darken the crystals beside them."""
+    scanned = (grey > 0).astype(np.float32)
+    weight = ndi.gaussian_filter(scanned, sigma)
+    out: NDArray[np.float32] = ndi.gaussian_filter(np.asarray(grey, np.float32) * scanned, sigma)
+    out /= np.maximum(weight, np.float32(1e-6))
+    return out
+
+
 def crystal_spreads(
-    grey: NDArray[np.floating], mask: NDArray[np.bool_], check: CrystalCheck
+    grey: NDArray[np.floating],
+    mask: NDArray[np.bool_],
+    check: CrystalCheck,
+    smooth: NDArray[np.float32] | None = None,
 ) -> tuple[NDArray[np.int32], NDArray[np.float64]]:
     """Connected crystals of ``mask`` (0 = background) and each one's interior BSE spread
-    (index 0 and crystals too small to judge: +inf)."""
+    (index 0 and crystals too small to judge: +inf); ``smooth``: :func:`smoothed` ``grey``,
+    when already made."""
     crystals, n = ndi.label(mask)
-    scanned = (grey > 0).astype(np.float32)
-    # normalised convolution: unscanned pixels (0 DN) do not darken the crystals beside them
-    sigma = check.smooth_sigma_px
-    weight = ndi.gaussian_filter(scanned, sigma)
-    smooth = ndi.gaussian_filter(np.asarray(grey, np.float32) * scanned, sigma)
-    smooth /= np.maximum(weight, np.float32(1e-6))
+    if smooth is None:
+        smooth = smoothed(grey, check.smooth_sigma_px)
     depth = ndi.distance_transform_edt(mask, return_indices=False).astype(np.float32)
     inside = np.full(n + 1, np.inf, np.float32)
     if n:
@@ -90,6 +107,73 @@ def crystal_spreads(
     return crystals, spread
 
 
+class CheckFit:
+    """Tallies, tile by tile, what dropping each judged crystal would do to the IoU against
+    the EDS labels; :meth:`result` then chooses the threshold."""
+
+    def __init__(self, check: CrystalCheck | None = None) -> None:
+        self.base = check or CrystalCheck()
+        self.spreads: list[NDArray[np.float64]] = []
+        self.tps: list[NDArray[np.float64]] = []
+        self.fps: list[NDArray[np.float64]] = []
+        self.tp = self.fp = self.fn = 0.0
+
+    def add(
+        self,
+        grey: NDArray[np.floating],
+        mask: NDArray[np.bool_],
+        label: NDArray[np.bool_],
+        known: NDArray[np.bool_],
+        smooth: NDArray[np.float32] | None = None,
+    ) -> None:
+        """One tile: its BSE, the network's mask, the EDS olivine label, the labelled pixels."""
+        crystals, spread = crystal_spreads(grey, mask, self.base, smooth)
+        n = spread.size
+        hit = crystals[mask & known & label]
+        miss = crystals[mask & known & ~label]
+        self.tp += hit.size
+        self.fp += miss.size
+        self.fn += float(np.count_nonzero(~mask & known & label))
+        judged = np.isfinite(spread)
+        self.spreads.append(spread[judged])
+        self.tps.append(np.bincount(hit, minlength=n)[judged].astype(np.float64))
+        self.fps.append(np.bincount(miss, minlength=n)[judged].astype(np.float64))
+
+    def result(self) -> tuple[CrystalCheck, dict[str, float]]:
+        """The threshold that maximises the IoU over the tiles added (off where none gains
+        ``MIN_GAIN``), and the IoU without and with it."""
+        tp, fp, fn, base = self.tp, self.fp, self.fn, self.base
+        spread = np.concatenate(self.spreads) if self.spreads else np.empty(0)
+        order = np.argsort(spread, kind="stable")
+        spread = spread[order]
+        zero = np.zeros(1)
+        lost = np.concatenate([zero, np.cumsum(np.concatenate([*self.tps, zero[:0]])[order])])
+        cut = np.concatenate([zero, np.cumsum(np.concatenate([*self.fps, zero[:0]])[order])])
+        # dropping the k flattest crystals: tp - lost[k], fp - cut[k], fn + lost[k]
+        union = tp + fp + fn - cut
+        iou = np.divide(tp - lost, union, out=np.zeros_like(union), where=union > 0)
+        # a threshold can only fall between two different spreads (ties go together), above 0
+        between = np.ones(iou.size, bool)
+        between[1:-1] = spread[1:] > spread[:-1]
+        between[1:] &= spread > 0
+        iou[~between] = -np.inf
+        k = int(np.argmax(iou))
+        scores = {
+            "eds_iou_without": float(iou[0]),
+            "eds_iou_with": float(iou[k]),
+            "judged": len(order),
+        }
+        if k == 0 or iou[k] - iou[0] < MIN_GAIN:
+            return replace(base, max_core_std_dn=0.0), {
+                **scores,
+                "eds_iou_with": float(iou[0]),
+                "dropped": 0,
+            }
+        above = spread[k] if k < spread.size else spread[k - 1] * 1.1
+        threshold = float(0.5 * (spread[k - 1] + above))
+        return replace(base, max_core_std_dn=threshold), {**scores, "dropped": k}
+
+
 def fit_crystal_check(
     tiles: Iterable[
         tuple[NDArray[np.floating], NDArray[np.bool_], NDArray[np.bool_], NDArray[np.bool_]]
@@ -99,45 +183,7 @@ def fit_crystal_check(
     """The threshold that maximises the IoU of the checked masks against the EDS labels over
     the labelled pixels of the EDS tiles, and the IoU without and with it. ``tiles`` yields
     (BSE, the network's mask, EDS olivine label, labelled pixels) per tile, one at a time."""
-    base = check or CrystalCheck()
-    spreads: list[NDArray[np.float64]] = []
-    tps: list[NDArray[np.float64]] = []
-    fps: list[NDArray[np.float64]] = []
-    tp = fp = fn = 0.0
-    for grey, mask, label, seen in tiles:
-        crystals, spread = crystal_spreads(grey, mask, base)
-        n = spread.size
-        hit = crystals[mask & seen & label]
-        miss = crystals[mask & seen & ~label]
-        tp += hit.size
-        fp += miss.size
-        fn += float(np.count_nonzero(~mask & seen & label))
-        judged = np.isfinite(spread)
-        spreads.append(spread[judged])
-        tps.append(np.bincount(hit, minlength=n)[judged].astype(np.float64))
-        fps.append(np.bincount(miss, minlength=n)[judged].astype(np.float64))
-    spread = np.concatenate(spreads) if spreads else np.empty(0)
-    order = np.argsort(spread, kind="stable")
-    spread = spread[order]
-    lost = np.concatenate([[0.0], np.cumsum(np.concatenate(tps)[order])]) if tps else np.zeros(1)
-    cut = np.concatenate([[0.0], np.cumsum(np.concatenate(fps)[order])]) if fps else np.zeros(1)
-    # dropping the k flattest crystals: tp - lost[k], fp - cut[k], fn + lost[k]
-    union = tp + fp + fn - cut
-    iou = np.divide(tp - lost, union, out=np.zeros_like(union), where=union > 0)
-    # a threshold can only fall between two different spreads (ties go together), above 0
-    between = np.ones(iou.size, bool)
-    between[1:-1] = spread[1:] > spread[:-1]
-    between[1:] &= spread > 0
-    iou[~between] = -np.inf
-    iou[0] = iou[0] if np.isfinite(iou[0]) else 0.0
-    k = int(np.argmax(iou))
-    scores = {"eds_iou_without": float(iou[0]), "eds_iou_with": float(iou[k]), "judged": len(order)}
-    if k == 0 or iou[k] - iou[0] < MIN_GAIN:
-        return replace(base, max_core_std_dn=0.0), {
-            **scores,
-            "eds_iou_with": float(iou[0]),
-            "dropped": 0,
-        }
-    above = spread[k] if k < spread.size else spread[k - 1] * 1.1
-    threshold = float(0.5 * (spread[k - 1] + above))
-    return replace(base, max_core_std_dn=threshold), {**scores, "dropped": k}
+    fit = CheckFit(check)
+    for grey, mask, label, known in tiles:
+        fit.add(grey, mask, label, known)
+    return fit.result()
