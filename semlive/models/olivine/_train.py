@@ -127,6 +127,7 @@ def train_olivine(
     best_model = runtime.prepare(best_model)
     _, probabilities = _validate(best_model, data.validation, norm, runtime)
     dlth, metrics = _choose_threshold(probabilities, data.validation, settings)
+    metrics["network_dlth"] = dlth  # the network's own, before the crystal check's choice
     check = CrystalCheck()
     if settings.crystal_check:
         dlth, check, metrics["crystal_check"] = _fit_check(
