@@ -411,8 +411,8 @@ def _fit_check(
     labels (dropping look-alike crystals lets a lower dlth keep more of the olivine edges and
     microlites: on `small`, 0.1 with the check against 0.3 without); ``dlth`` as given, and
     no check, where no threshold gains. Returns the pair and the IoU without and with the
-    check. The training
-    tiles' probabilities are made one at a time, and each tile is smoothed once."""
+    check. The training tiles' probabilities are made one at a time, and each tile is smoothed
+    once."""
     model.eval()
 
     def tiles() -> Iterator[tuple[LabelledTile, NDArray[np.float32]]]:
