@@ -146,9 +146,10 @@ class CheckFit:
         spread = np.concatenate(self.spreads) if self.spreads else np.empty(0)
         order = np.argsort(spread, kind="stable")
         spread = spread[order]
-        zero = np.zeros(1)
-        lost = np.concatenate([zero, np.cumsum(np.concatenate([*self.tps, zero[:0]])[order])])
-        cut = np.concatenate([zero, np.cumsum(np.concatenate([*self.fps, zero[:0]])[order])])
+        tps = np.concatenate(self.tps) if self.tps else np.empty(0)
+        fps = np.concatenate(self.fps) if self.fps else np.empty(0)
+        lost = np.concatenate([[0.0], np.cumsum(tps[order])])
+        cut = np.concatenate([[0.0], np.cumsum(fps[order])])
         # dropping the k flattest crystals: tp - lost[k], fp - cut[k], fn + lost[k]
         union = tp + fp + fn - cut
         iou = np.divide(tp - lost, union, out=np.zeros_like(union), where=union > 0)

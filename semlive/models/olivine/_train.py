@@ -427,14 +427,14 @@ def _fit_check(
         olivine, known = tile.label == 1, tile.label != IGNORE
         for candidate, fit in zip(candidates, fits, strict=True):
             fit.add(tile.bse, (p >= candidate) & (tile.bse > 0), olivine, known, smooth)
+    results = [fit.result() for fit in fits]
     best: tuple[float, float, CrystalCheck, dict[str, float]] | None = None
-    for candidate, fit in zip(candidates, fits, strict=True):
-        check, scores = fit.result()
+    for candidate, (check, scores) in zip(candidates, results, strict=True):
         if check.max_core_std_dn and (best is None or scores["eds_iou_with"] > best[0]):
             best = (scores["eds_iou_with"], float(candidate), check, scores)
     if best is None:
         logger.info("crystal check: off (no threshold raises the IoU against the EDS labels)")
-        _, scores = fits[int(np.argmin(np.abs(candidates - dlth)))].result()
+        _, scores = results[int(np.argmin(np.abs(candidates - dlth)))]
         return dlth, CrystalCheck(), {**scores, "max_core_std_dn": 0.0, "dlth": dlth}
     _, dlth, check, scores = best
     logger.info(
