@@ -11,7 +11,8 @@ Two ways:
   labels written, once a model exists) and how long after DONE the run ends.
 
 Peak memory is the largest sum of resident memory over the run's process tree (the run, the
-catalogue's worker processes), sampled every 0.5 s from /proc.
+catalogue's worker processes), sampled every 0.5 s from /proc; ``peak_rss_main_gb`` is the run's
+own process, and ``peak_during`` the jobs running (from the last status line) at each peak.
 
     .venv/bin/python benchmarks/bench_run.py --session /tmp/section --store /tmp/section-run
     .venv/bin/python benchmarks/bench_run.py --simulate small --speed 20 --config fast.toml
@@ -34,8 +35,8 @@ import time
 from pathlib import Path
 
 
-def _tree_rss(pid: int) -> int:
-    """Resident bytes of ``pid`` and all its descendants."""
+def _tree_rss(pid: int) -> tuple[int, int]:
+    """Resident bytes of ``pid`` and all its descendants, and of ``pid`` alone."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -46,17 +47,19 @@ def _tree_rss(pid: int) -> int:
         except (OSError, IndexError, ValueError):
             continue
         children.setdefault(parent, []).append(int(entry))
-    total, todo = 0, [pid]
+    total, own, todo = 0, 0, [pid]
     page = os.sysconf("SC_PAGE_SIZE")
     while todo:
         p = todo.pop()
         try:
             with open(f"/proc/{p}/statm") as handle:
-                total += int(handle.read().split()[1]) * page
+                rss = int(handle.read().split()[1]) * page
         except (OSError, IndexError, ValueError):
-            pass
+            rss = 0
+        total += rss
+        own = rss if p == pid else own
         todo += children.get(p, [])
-    return total
+    return total, own
 
 
 def _acquisition_s(session: Path) -> float | None:
@@ -112,12 +115,16 @@ def main() -> None:
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
-    peak = [0]
+    peak = {"tree": 0, "main": 0}
+    peak_during: dict[str, list[str]] = {}
+    running: list[list[str]] = [[]]  # the jobs of the last status line
     done_at: list[float] = []
 
     def sample() -> None:
         while process.poll() is None:
-            peak[0] = max(peak[0], _tree_rss(process.pid))
+            for name, rss in zip(("tree", "main"), _tree_rss(process.pid), strict=True):
+                if rss > peak[name]:
+                    peak[name], peak_during[name] = rss, running[0]
             time.sleep(0.5)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -129,6 +136,8 @@ def main() -> None:
             last = json.loads(line)
         except ValueError:
             continue
+        lanes = (last.get("lanes") or {}).values()
+        running[0] = [f"{r['kind']} {r['key']}" for lane in lanes if (r := lane.get("running"))]
         if last.get("session", {}).get("sem_done") and not done_at:
             done_at.append(time.monotonic())
     code = process.wait()
@@ -159,7 +168,9 @@ def main() -> None:
         "acquisition_s": None if acquisition is None else round(acquisition, 1),
         "real_time_factor": None if not acquisition else round(wall / acquisition, 4),
         "after_done_s": None if not done_at else round(time.monotonic() - done_at[0], 1),
-        "peak_rss_gb": round(peak[0] / 2**30, 3),
+        "peak_rss_gb": round(peak["tree"] / 2**30, 3),
+        "peak_rss_main_gb": round(peak["main"] / 2**30, 3),
+        "peak_during": peak_during,
         "cpu_s": last.get("system", {}).get("cpu_seconds"),
         "jobs": by_kind,
         "tile_latency_s": seg.get("tile_latency_s"),

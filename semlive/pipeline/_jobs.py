@@ -16,13 +16,14 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -30,7 +31,15 @@ from semlive.acquisition import Ledger
 from semlive.errors import InputDataError
 from semlive.settings import Settings
 
-__all__ = ["JOBS_SCHEMA", "MODEL_NAME", "PUBLISHED_MODEL", "JobBook", "JobSpec", "run_job"]
+__all__ = [
+    "JOBS_SCHEMA",
+    "MODEL_NAME",
+    "PUBLISHED_MODEL",
+    "JobBook",
+    "JobSpec",
+    "TileGate",
+    "run_job",
+]
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +228,47 @@ def _model_id(store: Path, name: str) -> str:
     return _digest(name, card, str((folder / "weights.safetensors").stat().st_size))
 
 
+# -- tiles first --------------------------------------------------------------------------
+
+
+class TileGate:
+    """Training gives way to tile segmentation: while a placed tile waits for its labels,
+    training (and the advice's trainings) wait between optimiser steps, so on a small CPU a
+    tile is not segmented beside a minute of training. Registered by run id in this process:
+    a job run on a Dask worker (another process) finds no gate and never waits."""
+
+    _open: ClassVar[dict[str, threading.Event]] = {}
+    MAX_WAIT_S: ClassVar[float] = 120.0  # the longest a step waits: training is never starved
+
+    def __init__(self, run: str) -> None:
+        self.run = run
+        self.event = TileGate._open.setdefault(run, threading.Event())
+        self.event.set()
+
+    def tiles_waiting(self, waiting: bool) -> None:
+        if waiting:
+            self.event.clear()
+        else:
+            self.event.set()
+
+    def close(self) -> None:
+        self.event.set()  # a training still waiting goes on
+        TileGate._open.pop(self.run, None)
+
+    @classmethod
+    def wait_hook(cls, run: str | None) -> Callable[[Any], None] | None:
+        """A training progress callback that waits while ``run``'s tiles wait."""
+        event = None if run is None else cls._open.get(run)
+        if event is None:
+            return None
+
+        def wait(_progress: Any) -> None:
+            if not event.is_set():
+                event.wait(cls.MAX_WAIT_S)
+
+        return wait
+
+
 # -- olivine: training ---------------------------------------------------------------------
 
 
@@ -239,7 +289,8 @@ def _train(store: Path, settings: Settings, args: dict[str, Any]) -> tuple[str, 
     def work() -> dict[str, Any]:
         from semlive.models.olivine import train_olivine
 
-        card = train_olivine(store, settings.olivine, name, data=data)
+        wait = TileGate.wait_hook(args.get("run"))
+        card = train_olivine(store, settings.olivine, name, progress=wait, data=data)
         _publish(store / "models" / name, store / "models" / MODEL_NAME)
         val = card.metrics["validation"]
         result = {
@@ -279,6 +330,7 @@ def _advice(store: Path, settings: Settings, args: dict[str, Any]) -> tuple[str,
         from semlive.models.olivine import train_olivine
         from semlive.pipeline._advice import advise
 
+        wait = TileGate.wait_hook(args.get("run"))
         ordered = sorted(data.train, key=lambda t: (t.acquired_at, t.name))
         # the curve is of the network's validation IoU: no crystal check to fit
         olivine = settings.olivine.model_copy(update={"crystal_check": False})
@@ -288,9 +340,8 @@ def _advice(store: Path, settings: Settings, args: dict[str, Any]) -> tuple[str,
             if len(subset) >= len(ordered) or sum(t.olivine for t in subset) == 0:
                 continue
             name = f".advice-{fingerprint[:12]}-{len(subset)}"
-            card = train_olivine(
-                store, olivine, name, data=TrainingData(subset, data.validation, {})
-            )
+            subset_data = TrainingData(subset, data.validation, {})
+            card = train_olivine(store, olivine, name, progress=wait, data=subset_data)
             shutil.rmtree(store / "models" / name, ignore_errors=True)
             labelled = sum(t.labelled for t in subset)
             points.append({"labelled_px": labelled, "iou": card.metrics["validation"]["iou"]})

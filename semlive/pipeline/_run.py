@@ -8,10 +8,14 @@ time the EDS-mapped tiles have grown enough), ``gdls`` (spectra fields), ``catal
 counts, then calibration and the export). At most one job of a lane runs at a time, and at most
 ``pipeline.max_pending_jobs`` wait; beyond that the loop stops taking events, the queue fills
 and stitching pauses: the SEM's files wait in its folder, nothing is dropped. Every job is in
-the ledger, so a restart (after Ctrl-C or a kill) redoes exactly what was not done.
+the ledger, so a restart (after Ctrl-C or a kill) redoes exactly what was not done. Tiles come
+first: while a placed tile waits for its labels, training waits between its steps (a local
+executor's jobs share the CPU; see :class:`TileGate`).
 
 On DONE, with every queue empty, the run finalises: the last training on all EDS tiles, every
-region segmented by that model, calibration (drift, mg# map) and the catalogue export.
+region segmented by that model, calibration (drift, mg# map) and the catalogue export. A session
+already finished when the run starts (DONE in its folder) is not trained live: its regions
+would only be segmented again by the final model, so it is trained once, at the end.
 """
 
 from __future__ import annotations
@@ -43,7 +47,14 @@ from semlive.acquisition import (
 from semlive.calibration import DriftAlert, drift_correction
 from semlive.errors import InputDataError
 from semlive.pipeline._executor import Executor, Handle, LocalExecutor
-from semlive.pipeline._jobs import MODEL_NAME, PUBLISHED_MODEL, JobBook, JobSpec, run_job
+from semlive.pipeline._jobs import (
+    MODEL_NAME,
+    PUBLISHED_MODEL,
+    JobBook,
+    JobSpec,
+    TileGate,
+    run_job,
+)
 from semlive.pipeline._system import SystemMeter
 from semlive.settings import Settings
 from semlive.streaming import (
@@ -102,6 +113,7 @@ class Pipeline:
         self._settings_json = settings.model_dump_json()
         self._events: queue.Queue[Any] = queue.Queue(maxsize=settings.pipeline.event_queue)
         self._lanes = {name: _Lane(name) for name in _LANES}
+        self._gate = TileGate(f"{os.getpid()}-{id(self)}")
         self._meter = SystemMeter()
         self.started = time.monotonic()
         self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -113,6 +125,7 @@ class Pipeline:
         self.model_info: dict[str, Any] | None = None
         self.tried_at_eds = 0
         self.sem_done = False
+        self.done_before = False  # the session was finished when this run started
         self.finished = False
         self.finalising = False
         self.catalogue: dict[str, Any] | None = None
@@ -144,6 +157,16 @@ class Pipeline:
         _check_no_other_writer(self.store)
         self._recover()
         self._start_model()
+        if self.model is not None:  # the first tile need not wait for torch and the model
+            folder = self.store / "models" / self.model
+            threading.Thread(target=_warm_up, args=(folder, self.settings), daemon=True).start()
+        self.done_before = (self.session_dir / "DONE").is_file()
+        if self.done_before:
+            self._log_event(
+                "train",
+                "the session was finished before this run: the olivine model is trained once, "
+                "on every EDS tile, when all tiles are stitched (no live retraining)",
+            )
         producer = threading.Thread(target=self._produce, name="semlive-stitch", daemon=True)
         producer.start()
         try:
@@ -158,6 +181,7 @@ class Pipeline:
                 self.stop.wait(0.2)
         finally:
             self.stop.set()
+            self._gate.close()
             producer.join(timeout=30)
             status = self._tick(force=True)
             if self._events_log is not None:
@@ -295,13 +319,23 @@ class Pipeline:
             lane.pending = deque(
                 p for p in lane.pending if not (p.kind == spec.kind and p.key == spec.key)
             )
-        lane.pending.append(spec)
+        if spec.kind == "segment_tile":  # a tile goes before the regions waiting
+            ahead = next(
+                (i for i, p in enumerate(lane.pending) if p.kind != "segment_tile"),
+                len(lane.pending),
+            )
+            lane.pending.insert(ahead, spec)
+        else:
+            lane.pending.append(spec)
         self._dispatch(lane)
 
     def _dispatch(self, lane: _Lane) -> None:
         if lane.running is None and lane.pending:
             spec = lane.pending.popleft()
             lane.running = (spec, self.executor.submit(lane.name, run_job, spec), time.monotonic())
+        if lane.name == "segment":  # training waits while a tile waits for its labels
+            queued = [*lane.pending, *([lane.running[0]] if lane.running else [])]
+            self._gate.tiles_waiting(any(spec.kind == "segment_tile" for spec in queued))
 
     def _waiting(self) -> int:
         return sum(len(lane.pending) for lane in self._lanes.values())
@@ -341,7 +375,13 @@ class Pipeline:
                 tiles = spec.args.get("tiles")
                 history = [] if self.advice is None else list(self.advice.get("curve", []))
                 spec = self._spec(
-                    "advice", "eds", tiles=tiles, full=result, planned=planned, history=history
+                    "advice",
+                    "eds",
+                    tiles=tiles,
+                    full=result,
+                    planned=planned,
+                    history=history,
+                    run=self._gate.run,
                 )
                 self._submit("train", spec)
             if result["model"] != self.model:
@@ -437,7 +477,7 @@ class Pipeline:
 
     def _maybe_train(self, final: bool = False) -> None:
         lane = self._lanes["train"]
-        if lane.running is not None or lane.pending:
+        if lane.running is not None or lane.pending or (self.done_before and not final):
             return
         p = self.settings.pipeline
         ready = self._eds_ready()
@@ -451,7 +491,8 @@ class Pipeline:
         if due:
             self.tried_at_eds = max(eds, 1)
             self._log_event("train", f"training the olivine model on {eds} EDS tiles")
-            self._submit("train", self._spec("train", MODEL_NAME, tiles=ready))
+            spec = self._spec("train", MODEL_NAME, tiles=ready, run=self._gate.run)
+            self._submit("train", spec)
 
     def _maybe_count_catalogue(self) -> None:
         lane = self._lanes["catalogue"]
@@ -609,6 +650,15 @@ class Pipeline:
         from semlive.pipeline._status import snapshot  # it reads this module's Pipeline
 
         return snapshot(self)
+
+
+def _warm_up(folder: Path, settings: Settings) -> None:
+    from semlive.models.olivine import warm_up
+
+    try:
+        warm_up(folder, settings.olivine)
+    except Exception as exc:  # the first tile's job loads it again, and reports what fails
+        log.debug("warming up %s failed: %s", folder, exc)
 
 
 def _short_digest(folder: Path) -> str:

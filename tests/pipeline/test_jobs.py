@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import threading
+import time
 
-from semlive.pipeline import JobSpec, run_job
+from semlive.pipeline import JobSpec, Pipeline, run_job
+from semlive.pipeline._jobs import TileGate
 from semlive.settings import Settings
 
 
@@ -41,3 +44,49 @@ def test_unusable_inputs_are_a_recorded_failure_with_the_reason(small_store, tmp
     [(kind, key, state, _, error)] = _rows(store)
     assert (kind, key, state) == ("train", "olivine", "failed")
     assert "acquire some" in error
+
+
+def test_training_waits_at_the_tile_gate_while_a_tile_waits_for_its_labels():
+    gate = TileGate("test-gate")
+    wait = TileGate.wait_hook(gate.run)
+    assert wait is not None
+    assert TileGate.wait_hook(None) is None
+    assert TileGate.wait_hook("no such run") is None  # a Dask worker: never waits
+    wait(None)  # open: returns at once
+    gate.tiles_waiting(True)
+    stepped = threading.Event()
+    step = threading.Thread(target=lambda: (wait(None), stepped.set()), daemon=True)
+    step.start()
+    assert not stepped.wait(0.5)  # the training step waits
+    gate.tiles_waiting(False)
+    assert stepped.wait(30)
+    gate.tiles_waiting(True)
+    stepped.clear()
+    step = threading.Thread(target=lambda: (wait(None), stepped.set()), daemon=True)
+    step.start()
+    assert not stepped.wait(0.5)
+    gate.close()  # the run ends: a waiting training goes on, and the gate is gone
+    assert stepped.wait(30)
+    assert TileGate.wait_hook(gate.run) is None
+
+
+def test_the_gate_closes_while_the_segment_lane_holds_a_tile_job(
+    small_session, small_store, tmp_path
+):
+    store = tmp_path / "store"
+    shutil.copytree(small_store, store)
+    pipeline = Pipeline(small_session, store, Settings())
+    gate = pipeline._gate.event
+    assert gate.is_set()
+    region = pipeline._spec("segment", "0-0", model="none", bounds=[0, 0, 8, 8], tiles=[])
+    tile = pipeline._spec("segment_tile", "t", model="none", bounds=[0, 0, 8, 8], tiles=["t"])
+    pipeline._submit("segment", region)
+    assert gate.is_set()  # a region alone: training shares the CPU with it
+    pipeline._submit("segment", tile)
+    assert not gate.is_set()  # a tile queued behind the region: training waits
+    while pipeline._busy():  # both fail (no model "none"): recorded, the lane empties
+        pipeline._reap()
+        time.sleep(0.01)
+    assert gate.is_set()
+    assert [f["kind"] for f in pipeline.failures] == ["segment", "segment_tile"]
+    pipeline._gate.close()

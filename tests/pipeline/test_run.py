@@ -87,6 +87,10 @@ def test_a_run_ends_with_the_catalogue_the_report_and_its_status(reference_run, 
     assert {"train", "segment", "calibrate", "export", "gdls"} <= kinds
     events = [json.loads(e) for e in (store / "events.jsonl").read_text().splitlines()]
     assert events[-1]["kind"] == "finished"
+    # the session was finished before the run: one training, on all 9 EDS tiles, at the end
+    trainings = [e["message"] for e in events if e["kind"] == "train"]
+    assert trainings[0].startswith("the session was finished before this run")
+    assert trainings[1:] == ["training the olivine model on 9 EDS tiles"]
     # what `semlive status` says comes from the same status
     assert main(["status", str(store), "--json"]) == 0
     status = json.loads(capsys.readouterr().out)

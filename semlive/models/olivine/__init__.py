@@ -27,6 +27,7 @@ from semlive.models.olivine._segment import (
     OlivineSegmenter,
     RegionResult,
     sliding_probabilities,
+    warm_up,
     window_starts,
 )
 from semlive.models.olivine._train import TrainProgress, default_architecture, train_olivine
@@ -56,5 +57,6 @@ __all__ = [
     "rule_thresholds",
     "sliding_probabilities",
     "train_olivine",
+    "warm_up",
     "window_starts",
 ]

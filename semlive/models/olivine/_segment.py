@@ -34,6 +34,7 @@ __all__ = [
     "OlivineSegmenter",
     "RegionResult",
     "sliding_probabilities",
+    "warm_up",
     "window_starts",
 ]
 
@@ -98,6 +99,18 @@ class RegionResult:
     olivine_px: int
     scanned_px: int
     seconds: float
+
+
+def warm_up(folder: Path, settings: OlivineSettings) -> None:
+    """Load the model in ``folder`` and run it once on a blank window, so that torch's import,
+    the network's code and the CPU kernels' set-up (about 2.5 s on 2 cores) are done before the
+    first tile waits for its labels."""
+    model, _ = load_model(folder)
+    runtime = choose_runtime(settings.device, settings.precision)
+    network = runtime.prepare(model).eval()
+    blank = torch.zeros(1, 1, 8 * _STRIDE, 8 * _STRIDE)
+    with torch.no_grad(), runtime.autocast():
+        network(runtime.tensor(blank))
 
 
 class OlivineSegmenter:
