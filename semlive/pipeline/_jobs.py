@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 MODEL_NAME = "olivine"  # the published model of a run: STORE/models/olivine
 PUBLISHED_MODEL = "pipeline.model"  # ledger meta: the training result behind it
+START_MODEL_PREFIX = ".olivine-start-"  # STORE/models/<this><digest>: pipeline.start_model
 JOBS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     kind TEXT NOT NULL,
@@ -274,7 +275,9 @@ class TileGate:
 
 def _train(store: Path, settings: Settings, args: dict[str, Any]) -> tuple[str, Work]:
     """Train on every EDS tile the store holds now; the model's folder is named by the
-    fingerprint of its training data, so a killed training resumes its own epochs."""
+    fingerprint of its training data, so a killed training resumes its own epochs. The new
+    model replaces the one in use (``current``: an earlier training, or an earlier session's
+    start model) unless that one segments the validation tiles better (:func:`_compare`)."""
     from semlive.models.olivine import load_training_data
 
     only = None if args.get("tiles") is None else set(args["tiles"])
@@ -291,10 +294,17 @@ def _train(store: Path, settings: Settings, args: dict[str, Any]) -> tuple[str, 
 
         wait = TileGate.wait_hook(args.get("run"))
         card = train_olivine(store, settings.olivine, name, progress=wait, data=data)
-        _publish(store / "models" / name, store / "models" / MODEL_NAME)
+        current = args.get("current")
+        compared = None if not current else _compare(store, settings, current, name, data)
+        used = name
+        if compared is not None and compared["current_iou"] > compared["trained_iou"]:
+            used = str(current)
+        _publish(store / "models" / used, store / "models" / MODEL_NAME)
         val = card.metrics["validation"]
         result = {
-            "model": name,
+            "model": used,
+            "trained": name,
+            "compared": compared,
             "eds_tiles": len(data.train) + len(data.validation),
             "training_tiles": len(card.training_tiles),
             "labelled_px": int(sum(t.labelled for t in data.train)),
@@ -312,6 +322,32 @@ def _train(store: Path, settings: Settings, args: dict[str, Any]) -> tuple[str, 
         return result
 
     return fingerprint, work
+
+
+def _compare(
+    store: Path, settings: Settings, current: str, trained: str, data: Any
+) -> dict[str, Any] | None:
+    """The model in use and the one just trained, each as it segments, on the validation tiles
+    the model in use did not train on (an earlier session's start model trained on none of
+    this session's): None where no such tile is left, or the model in use is gone."""
+    from semlive.models.olivine import score_model
+
+    folder = store / "models" / current
+    if current == trained or not (folder / "card.json").is_file():
+        return None
+    card = json.loads((folder / "card.json").read_text(encoding="utf-8"))
+    foreign = current.startswith(START_MODEL_PREFIX)
+    seen = set() if foreign else set(card.get("training_tiles", []))
+    tiles = [t for t in data.validation if t.name not in seen]
+    if not tiles:
+        return None
+    ours = score_model(store / "models" / trained, tiles, settings.olivine)
+    theirs = score_model(folder, tiles, settings.olivine)
+    return {
+        "tiles": len(tiles),
+        "trained_iou": round(ours.iou, 4),
+        "current_iou": round(theirs.iou, 4),
+    }
 
 
 def _advice(store: Path, settings: Settings, args: dict[str, Any]) -> tuple[str, Work]:

@@ -50,6 +50,7 @@ from semlive.pipeline._executor import Executor, Handle, LocalExecutor
 from semlive.pipeline._jobs import (
     MODEL_NAME,
     PUBLISHED_MODEL,
+    START_MODEL_PREFIX,
     JobBook,
     JobSpec,
     TileGate,
@@ -384,6 +385,7 @@ class Pipeline:
                     run=self._gate.run,
                 )
                 self._submit("train", spec)
+            compared = result.get("compared")
             if result["model"] != self.model:
                 self.model = str(result["model"])
                 self._log_event(
@@ -392,6 +394,14 @@ class Pipeline:
                     f"IoU {result['val_iou']:.3f}",
                 )
                 self._resegment()
+            elif compared and not result.get("skipped"):
+                self._log_event(
+                    "model",
+                    f"olivine model trained on {result['eds_tiles']} EDS tiles, not used: the "
+                    f"current model segments this session's {compared['tiles']} validation tiles "
+                    f"better (IoU {compared['current_iou']:.3f} against "
+                    f"{compared['trained_iou']:.3f})",
+                )
         elif spec.kind in ("segment", "segment_tile"):
             if result.get("model") != self.model:
                 return  # an older model's labels: a newer job follows
@@ -491,7 +501,9 @@ class Pipeline:
         if due:
             self.tried_at_eds = max(eds, 1)
             self._log_event("train", f"training the olivine model on {eds} EDS tiles")
-            spec = self._spec("train", MODEL_NAME, tiles=ready, run=self._gate.run)
+            spec = self._spec(
+                "train", MODEL_NAME, tiles=ready, run=self._gate.run, current=self.model
+            )
             self._submit("train", spec)
 
     def _maybe_count_catalogue(self) -> None:
@@ -592,7 +604,7 @@ class Pipeline:
                 path=source,
             )
         card = json.loads((source / "card.json").read_text(encoding="utf-8"))
-        name = f".olivine-start-{_short_digest(source)}"
+        name = f"{START_MODEL_PREFIX}{_short_digest(source)}"
         target = self.store / "models" / name
         if not (target / "card.json").is_file():
             target.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ import pytest
 from semlive.cli import main
 from semlive.errors import InputDataError
 from semlive.models import load_model
-from semlive.models.olivine import IGNORE, load_training_data, train_olivine
+from semlive.models.olivine import IGNORE, load_training_data, score_model, train_olivine
 from semlive.settings import OlivineSettings
 
 QUICK = OlivineSettings(
@@ -121,3 +121,13 @@ def test_cli_train_then_segment_writes_labels_and_a_card(tiny_store, tmp_path, c
     assert labels.attrs["ome"]["image-label"]["source"]["image"] == "../../"
     assert root["olivine_probability/0"].shape == root["bse/0"].shape
     assert labels.attrs["semlive"]["crystal_check"] == card["crystal_check"]
+
+
+def test_a_model_scored_on_its_validation_tiles_gives_its_cards_figures(tiny_store, tmp_path):
+    store = tmp_path / "s"
+    shutil.copytree(tiny_store, store)
+    settings = QUICK.model_copy(update={"crystal_check": False})
+    card = train_olivine(store, settings, resume=False)
+    data = load_training_data(store, settings)
+    scored = score_model(store / "models" / "olivine", data.validation, settings)
+    assert scored.as_dict() == pytest.approx(card.metrics["validation"])

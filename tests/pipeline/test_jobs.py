@@ -90,3 +90,41 @@ def test_the_gate_closes_while_the_segment_lane_holds_a_tile_job(
     assert gate.is_set()
     assert [f["kind"] for f in pipeline.failures] == ["segment", "segment_tile"]
     pipeline._gate.close()
+
+
+def test_a_new_model_replaces_the_one_in_use_only_when_it_segments_better(tmp_path, stitch):
+    """A training job with a model in use scores both on the validation tiles that model did
+    not train on and publishes the better one."""
+    from semlive.virtual_sem import simulate
+
+    simulate(tmp_path / "session", "tiny", seed=1)
+    store = stitch(tmp_path / "session", tmp_path / "store")
+    quick = {
+        "olivine": {
+            "patch_px": 64,
+            "batch_size": 2,
+            "patches_per_epoch": 4,
+            "min_labelled_px": 1_000,
+            "min_olivine_px": 10,
+        }
+    }
+
+    def train(epochs: int, current: str | None) -> dict:
+        settings = Settings.model_validate(
+            {**quick, "olivine": {**quick["olivine"], "epochs": epochs}}
+        )
+        spec = JobSpec(
+            "train", "olivine", str(store), settings.model_dump_json(), {"current": current}
+        )
+        return run_job(spec)
+
+    first = train(1, None)
+    assert first["model"] == first["trained"]
+    assert first["compared"] is None
+    second = train(3, first["model"])
+    compared = second["compared"]
+    assert compared["tiles"] >= 1  # the first model's validation tiles: it did not train on them
+    better = compared["trained_iou"] >= compared["current_iou"]
+    assert second["model"] == (second["trained"] if better else first["model"])
+    published = (store / "models" / "olivine" / "card.json").read_bytes()
+    assert published == (store / "models" / second["model"] / "card.json").read_bytes()

@@ -196,4 +196,15 @@ def test_a_later_session_segments_from_its_first_tile_with_an_earlier_model(
     kinds = {kind for kind, *_ in _jobs(store)}
     assert "segment_tile" in kinds
     assert {state for *_, state, _ in _jobs(store)} == {"done"}
-    assert final["segmentation"]["model"]["eds_tiles"] == 9  # then its own
+    # then its own, trained on all 9 EDS tiles at the end; it replaces the start model only
+    # if it segments this session's validation tiles better
+    model = final["segmentation"]["model"]
+    assert model["eds_tiles"] == 9
+    compared = model["compared"]
+    assert compared["tiles"] >= 1
+    better = compared["trained_iou"] >= compared["current_iou"]
+    start_name = first["segmentation"]["model"]["model"]
+    assert model["model"] == (model["trained"] if better else start_name)
+    events = [json.loads(e) for e in (store / "events.jsonl").read_text().splitlines()]
+    said = [e["message"] for e in events if e["kind"] == "model"][-1]
+    assert ("validation IoU" if better else "not used") in said

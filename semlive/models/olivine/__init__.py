@@ -30,7 +30,12 @@ from semlive.models.olivine._segment import (
     warm_up,
     window_starts,
 )
-from semlive.models.olivine._train import TrainProgress, default_architecture, train_olivine
+from semlive.models.olivine._train import (
+    TrainProgress,
+    default_architecture,
+    score_model,
+    train_olivine,
+)
 
 __all__ = [
     "IGNORE",
@@ -55,6 +60,7 @@ __all__ = [
     "refine_labels",
     "region_metrics",
     "rule_thresholds",
+    "score_model",
     "sliding_probabilities",
     "train_olivine",
     "warm_up",

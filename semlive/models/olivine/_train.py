@@ -35,7 +35,7 @@ from ._check import CheckFit, CrystalCheck, smoothed
 from ._data import IGNORE, LabelledTile, TrainingData, load_training_data
 from ._rules import rule_thresholds
 
-__all__ = ["TrainProgress", "default_architecture", "train_olivine"]
+__all__ = ["TrainProgress", "default_architecture", "score_model", "train_olivine"]
 
 logger = logging.getLogger(__name__)
 
@@ -155,6 +155,22 @@ def train_olivine(
     card = _card(arch, norm, dlth, data, settings, metrics, training, check)
     save_model(folder, best_model, card)
     return card
+
+
+@torch.no_grad()
+def score_model(folder: Path, tiles: list[LabelledTile], settings: OlivineSettings) -> Confusion:
+    """The model in ``folder`` as it segments (its ``dlth`` and crystal check) against the EDS
+    labels of ``tiles``: two models compared on the same tiles."""
+    model, card = load_model(folder)
+    runtime = choose_runtime(settings.device, "float32")
+    network = runtime.prepare(model).eval()
+    check = CrystalCheck.from_card(card.crystal_check)
+    total = Confusion()
+    for tile in tiles:
+        logits = _logits(network, tile, card.normalisation, runtime)
+        mask = check.apply(tile.bse, torch.sigmoid(logits)[0, 0].cpu().numpy() >= card.dlth)
+        total = total + confusion(mask, tile.label == 1, tile.label != IGNORE)
+    return total
 
 
 def _card(
