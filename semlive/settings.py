@@ -385,13 +385,21 @@ class PipelineSettings(_Section):
         2.0,
         gt=1.0,
         description="Train again once the EDS-mapped tiles have grown by this factor since the "
-        "last training (and once more at the end on all of them).",
+        "last training (and once more at the end on all of them). A new model replaces the one "
+        "in use only if it segments the validation tiles that one did not train on better.",
+    )
+    replay_live: bool = Field(
+        False,
+        description="A session already finished when semlive run starts (DONE in its folder) "
+        "is trained once, at the end, since the final model segments every region again; true: "
+        "train as the EDS tiles come, as during acquisition (slower; for demos and tests).",
     )
     start_model: str = Field(
         "",
         description="A trained olivine model (a folder with weights.safetensors and card.json, "
         "e.g. STORE/models/olivine of an earlier session of the sample) to segment with from "
-        "the first tile until this session has trained its own; empty: wait for EDS tiles.",
+        "the first tile, until this session trains one that segments its EDS tiles better; "
+        "empty: wait for EDS tiles.",
     )
     max_pending_jobs: int = Field(
         16,

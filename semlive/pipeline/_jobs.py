@@ -16,19 +16,19 @@ import json
 import logging
 import os
 import shutil
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
 from semlive.acquisition import Ledger
 from semlive.errors import InputDataError
+from semlive.pipeline._gate import TileGate
 from semlive.settings import Settings
 
 __all__ = [
@@ -37,7 +37,6 @@ __all__ = [
     "PUBLISHED_MODEL",
     "JobBook",
     "JobSpec",
-    "TileGate",
     "run_job",
 ]
 
@@ -229,47 +228,6 @@ def _model_id(store: Path, name: str) -> str:
     return _digest(name, card, str((folder / "weights.safetensors").stat().st_size))
 
 
-# -- tiles first --------------------------------------------------------------------------
-
-
-class TileGate:
-    """Training gives way to tile segmentation: while a placed tile waits for its labels,
-    training (and the advice's trainings) wait between optimiser steps, so on a small CPU a
-    tile is not segmented beside a minute of training. Registered by run id in this process:
-    a job run on a Dask worker (another process) finds no gate and never waits."""
-
-    _open: ClassVar[dict[str, threading.Event]] = {}
-    MAX_WAIT_S: ClassVar[float] = 120.0  # the longest a step waits: training is never starved
-
-    def __init__(self, run: str) -> None:
-        self.run = run
-        self.event = TileGate._open.setdefault(run, threading.Event())
-        self.event.set()
-
-    def tiles_waiting(self, waiting: bool) -> None:
-        if waiting:
-            self.event.clear()
-        else:
-            self.event.set()
-
-    def close(self) -> None:
-        self.event.set()  # a training still waiting goes on
-        TileGate._open.pop(self.run, None)
-
-    @classmethod
-    def wait_hook(cls, run: str | None) -> Callable[[Any], None] | None:
-        """A training progress callback that waits while ``run``'s tiles wait."""
-        event = None if run is None else cls._open.get(run)
-        if event is None:
-            return None
-
-        def wait(_progress: Any) -> None:
-            if not event.is_set():
-                event.wait(cls.MAX_WAIT_S)
-
-        return wait
-
-
 # -- olivine: training ---------------------------------------------------------------------
 
 
@@ -287,22 +245,22 @@ def _train(store: Path, settings: Settings, args: dict[str, Any]) -> tuple[str, 
         parts += [tile.name, tile.bse.tobytes(), tile.label.tobytes()]
     parts.append(json.dumps(data.split, sort_keys=True, default=str))
     fingerprint = _digest(*parts)
-    name = f".{MODEL_NAME}-{fingerprint[:12]}"
+    name = f".{MODEL_NAME}-{fingerprint[:12]}"  # by the data: a killed training resumes
+    current = args.get("current")
+    against = ""  # the job is done with these data against this model in use
+    if current and (store / "models" / current / "card.json").is_file():
+        against = _model_id(store, current)
 
     def work() -> dict[str, Any]:
         from semlive.models.olivine import train_olivine
 
         wait = TileGate.wait_hook(args.get("run"))
         card = train_olivine(store, settings.olivine, name, progress=wait, data=data)
-        current = args.get("current")
-        compared = None if not current else _compare(store, settings, current, name, data)
-        used = name
-        if compared is not None and compared["current_iou"] > compared["trained_iou"]:
-            used = str(current)
-        _publish(store / "models" / used, store / "models" / MODEL_NAME)
+        compared = None if not against else _compare(store, settings, str(current), name, data)
+        replaced = compared is None or compared["trained_iou"] > compared["current_iou"]
         val = card.metrics["validation"]
         result = {
-            "model": used,
+            "model": name if replaced else str(current),
             "trained": name,
             "compared": compared,
             "eds_tiles": len(data.train) + len(data.validation),
@@ -313,15 +271,17 @@ def _train(store: Path, settings: Settings, args: dict[str, Any]) -> tuple[str, 
             "val_iou": val["iou"],
             "val_overall_accuracy": val["overall_accuracy"],
         }
-        ledger = Ledger(store / "ledger.sqlite")  # the model a restart resumes with
-        try:
-            with ledger.transaction() as db:
-                Ledger.set_meta(db, PUBLISHED_MODEL, json.dumps(result))
-        finally:
-            ledger.close()
+        if replaced:  # published, and the model a restart resumes with
+            _publish(store / "models" / name, store / "models" / MODEL_NAME)
+            ledger = Ledger(store / "ledger.sqlite")
+            try:
+                with ledger.transaction() as db:
+                    Ledger.set_meta(db, PUBLISHED_MODEL, json.dumps(result))
+            finally:
+                ledger.close()
         return result
 
-    return fingerprint, work
+    return _digest(fingerprint, against), work
 
 
 def _compare(
@@ -329,7 +289,9 @@ def _compare(
 ) -> dict[str, Any] | None:
     """The model in use and the one just trained, each as it segments, on the validation tiles
     the model in use did not train on (an earlier session's start model trained on none of
-    this session's): None where no such tile is left, or the model in use is gone."""
+    this session's): None where no such tile is left, or the model in use is gone. The new
+    model's dlth and crystal check were chosen on these tiles too, and its best epoch by their
+    loss, so the comparison leans its way: the model in use stays only when it is as good."""
     from semlive.models.olivine import score_model
 
     folder = store / "models" / current
@@ -360,7 +322,8 @@ def _advice(store: Path, settings: Settings, args: dict[str, Any]) -> tuple[str,
     only = None if args.get("tiles") is None else set(args["tiles"])
     data = load_training_data(store, settings.olivine, only)
     full = args["full"]
-    fingerprint = _digest(str(full["model"]), settings.pipeline.model_dump_json())
+    trained = full.get("trained", full["model"])  # the training this curve point is of
+    fingerprint = _digest(str(trained), settings.pipeline.model_dump_json())
 
     def work() -> dict[str, Any]:
         from semlive.models.olivine import train_olivine

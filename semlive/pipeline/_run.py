@@ -12,10 +12,13 @@ the ledger, so a restart (after Ctrl-C or a kill) redoes exactly what was not do
 first: while a placed tile waits for its labels, training waits between its steps (a local
 executor's jobs share the CPU; see :class:`TileGate`).
 
-On DONE, with every queue empty, the run finalises: the last training on all EDS tiles, every
-region segmented by that model, calibration (drift, mg# map) and the catalogue export. A session
-already finished when the run starts (DONE in its folder) is not trained live: its regions
-would only be segmented again by the final model, so it is trained once, at the end.
+A new model replaces the one in use only if it segments the validation tiles that one did not
+train on better. On DONE, with every queue empty, the run finalises: the last training on all
+EDS tiles (compared with ``pipeline.start_model`` only, so the end does not depend on when the
+live trainings happened), every region segmented by the model it leaves in use, calibration
+(drift, mg# map) and the catalogue export. A session already finished when the run starts (DONE
+in its folder) is not trained live, since its regions would only be segmented again by the
+final model: it is trained once, at the end (``pipeline.replay_live`` replays it as if live).
 """
 
 from __future__ import annotations
@@ -47,13 +50,13 @@ from semlive.acquisition import (
 from semlive.calibration import DriftAlert, drift_correction
 from semlive.errors import InputDataError
 from semlive.pipeline._executor import Executor, Handle, LocalExecutor
+from semlive.pipeline._gate import TileGate
 from semlive.pipeline._jobs import (
     MODEL_NAME,
     PUBLISHED_MODEL,
     START_MODEL_PREFIX,
     JobBook,
     JobSpec,
-    TileGate,
     run_job,
 )
 from semlive.pipeline._system import SystemMeter
@@ -124,6 +127,8 @@ class Pipeline:
         self.regions: dict[tuple[int, int, int, int], str | None] = {}  # bounds -> model done
         self.model: str | None = None
         self.model_info: dict[str, Any] | None = None
+        self.start_name: str | None = None  # pipeline.start_model, as copied into the store
+        self.start_info: dict[str, Any] | None = None
         self.tried_at_eds = 0
         self.sem_done = False
         self.done_before = False  # the session was finished when this run started
@@ -158,10 +163,12 @@ class Pipeline:
         _check_no_other_writer(self.store)
         self._recover()
         self._start_model()
-        if self.model is not None:  # the first tile need not wait for torch and the model
+        if self.model is not None and self.executor.name == "local":  # the first tile need
+            # not wait for torch and the model to load
             folder = self.store / "models" / self.model
             threading.Thread(target=_warm_up, args=(folder, self.settings), daemon=True).start()
-        self.done_before = (self.session_dir / "DONE").is_file()
+        replay = self.settings.pipeline.replay_live
+        self.done_before = (self.session_dir / "DONE").is_file() and not replay
         if self.done_before:
             self._log_event(
                 "train",
@@ -367,10 +374,16 @@ class Pipeline:
         if spec.kind == "advice":
             self.advice = result
             self._log_event("advice", str(result["message"]))
-            if self._book is not None:
+            if self._book is not None and not result.get("skipped"):
                 self._book.record("advice", {k: v for k, v in result.items() if k != "seconds"})
         elif spec.kind == "train":
-            self.model_info = result
+            kept = result["model"] != result.get("trained", result["model"])
+            used = self.start_info if result["model"] == self.start_name else self.model_info
+            if kept and used is not None:  # the model in use, and its figures, stay
+                last = {k: v for k, v in result.items() if k not in ("model", "seconds")}
+                self.model_info = {**used, "last_training": last}
+            else:
+                self.model_info = result
             if self.settings.pipeline.advice and not self.finalising and not result.get("skipped"):
                 planned = self.plan["rows"] * self.plan["cols"]
                 tiles = spec.args.get("tiles")
@@ -386,22 +399,23 @@ class Pipeline:
                 )
                 self._submit("train", spec)
             compared = result.get("compared")
-            if result["model"] != self.model:
-                self.model = str(result["model"])
+            if kept and compared and not result.get("skipped"):
+                self._log_event(
+                    "model",
+                    f"olivine model trained on {result['eds_tiles']} EDS tiles, not used: "
+                    f"{result['model']} segments this session's {compared['tiles']} validation "
+                    f"tiles as well or better (IoU {compared['current_iou']:.3f} against "
+                    f"{compared['trained_iou']:.3f})",
+                )
+            elif result["model"] != self.model:
                 self._log_event(
                     "model",
                     f"olivine model trained on {result['eds_tiles']} EDS tiles: validation "
                     f"IoU {result['val_iou']:.3f}",
                 )
+            if result["model"] != self.model:
+                self.model = str(result["model"])
                 self._resegment()
-            elif compared and not result.get("skipped"):
-                self._log_event(
-                    "model",
-                    f"olivine model trained on {result['eds_tiles']} EDS tiles, not used: the "
-                    f"current model segments this session's {compared['tiles']} validation tiles "
-                    f"better (IoU {compared['current_iou']:.3f} against "
-                    f"{compared['trained_iou']:.3f})",
-                )
         elif spec.kind in ("segment", "segment_tile"):
             if result.get("model") != self.model:
                 return  # an older model's labels: a newer job follows
@@ -501,9 +515,10 @@ class Pipeline:
         if due:
             self.tried_at_eds = max(eds, 1)
             self._log_event("train", f"training the olivine model on {eds} EDS tiles")
-            spec = self._spec(
-                "train", MODEL_NAME, tiles=ready, run=self._gate.run, current=self.model
-            )
+            # the final model is compared with the start model only, not with the live ones
+            # (which depend on when trainings happened): the end does not depend on the way
+            current = self.start_name if final else self.model
+            spec = self._spec("train", MODEL_NAME, tiles=ready, run=self._gate.run, current=current)
             self._submit("train", spec)
 
     def _maybe_count_catalogue(self) -> None:
@@ -592,11 +607,17 @@ class Pipeline:
             self.advice = advice
 
     def _start_model(self) -> None:
-        """``pipeline.start_model``: an earlier session's model, until this one trains its own."""
-        source = Path(self.settings.pipeline.start_model).expanduser()
-        if self.model is not None or not self.settings.pipeline.start_model:
+        """``pipeline.start_model``: an earlier session's model, until this one trains a
+        better one."""
+        if not self.settings.pipeline.start_model:
             return
-        if not (source / "card.json").is_file() or not (source / "weights.safetensors").is_file():
+        source = Path(self.settings.pipeline.start_model).expanduser()
+        complete = (source / "card.json").is_file() and (source / "weights.safetensors").is_file()
+        if self.model is not None:  # resumed with a model of this session's
+            if complete:
+                self.start_name = f"{START_MODEL_PREFIX}{_short_digest(source)}"
+            return
+        if not complete:
             raise InputDataError(
                 f"pipeline.start_model {source} is not a model folder; expected "
                 "weights.safetensors and card.json (STORE/models/olivine of an earlier "
@@ -611,8 +632,8 @@ class Pipeline:
             for part in ("weights.safetensors", "card.json"):
                 shutil.copyfile(source / part, target / part)
         val = card.get("metrics", {}).get("validation", {})
-        self.model = name
-        self.model_info = {
+        self.model = self.start_name = name
+        self.model_info = self.start_info = {
             "model": name,
             "eds_tiles": 0,
             "training_tiles": len(card.get("training_tiles", [])),

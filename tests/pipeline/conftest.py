@@ -11,7 +11,8 @@ import pytest
 
 # Training cut to a few short epochs so a whole `small` session runs in a few minutes; the
 # pipeline's behaviour (jobs, restarts, executors) does not depend on how well the model is
-# trained, and the accuracy of a fully trained model is issue 7's test.
+# trained, and the accuracy of a fully trained model is issue 7's test. The sessions are
+# simulated before the run; replay_live trains them as if they were being acquired.
 FAST = """
 [acquisition]
 observer = "polling"
@@ -25,6 +26,7 @@ batch_size = 8
 patch_px = 192
 
 [pipeline]
+replay_live = true
 train_first_eds_tiles = 3
 catalogue_interval_s = 5.0
 status_interval_s = 0.5

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import threading
 import time
 
 from semlive.pipeline import JobSpec, Pipeline, run_job
-from semlive.pipeline._jobs import TileGate
+from semlive.pipeline._gate import TileGate
 from semlive.settings import Settings
 
 
@@ -52,25 +53,29 @@ def test_training_waits_at_the_tile_gate_while_a_tile_waits_for_its_labels():
     assert wait is not None
     assert TileGate.wait_hook(None) is None
     assert TileGate.wait_hook("no such run") is None  # a Dask worker: never waits
-    wait(None)  # open: returns at once
+
+    def step() -> threading.Event:
+        stepped = threading.Event()
+        threading.Thread(target=lambda: (wait(None), stepped.set()), daemon=True).start()
+        return stepped
+
     gate.tiles_waiting(True)
-    stepped = threading.Event()
-    step = threading.Thread(target=lambda: (wait(None), stepped.set()), daemon=True)
-    step.start()
+    assert step().wait(30)  # a job that has not worked yet does not wait
+    time.sleep(3.0)  # the job works: it may now wait as long in all
+    stepped = step()
     assert not stepped.wait(0.5)  # the training step waits
     gate.tiles_waiting(False)
     assert stepped.wait(30)
-    gate.tiles_waiting(True)
-    stepped.clear()
-    step = threading.Thread(target=lambda: (wait(None), stepped.set()), daemon=True)
-    step.start()
-    assert not stepped.wait(0.5)
+    gate.tiles_waiting(True)  # closed for good: the step waits out what is left, then goes on
+    assert step().wait(30)
+    assert step().wait(30)
+    stepped = step()
     gate.close()  # the run ends: a waiting training goes on, and the gate is gone
     assert stepped.wait(30)
     assert TileGate.wait_hook(gate.run) is None
 
 
-def test_the_gate_closes_while_the_segment_lane_holds_a_tile_job(
+def test_a_tile_goes_before_waiting_regions_and_closes_the_gate(
     small_session, small_store, tmp_path
 ):
     store = tmp_path / "store"
@@ -78,53 +83,69 @@ def test_the_gate_closes_while_the_segment_lane_holds_a_tile_job(
     pipeline = Pipeline(small_session, store, Settings())
     gate = pipeline._gate.event
     assert gate.is_set()
-    region = pipeline._spec("segment", "0-0", model="none", bounds=[0, 0, 8, 8], tiles=[])
-    tile = pipeline._spec("segment_tile", "t", model="none", bounds=[0, 0, 8, 8], tiles=["t"])
-    pipeline._submit("segment", region)
-    assert gate.is_set()  # a region alone: training shares the CPU with it
-    pipeline._submit("segment", tile)
-    assert not gate.is_set()  # a tile queued behind the region: training waits
-    while pipeline._busy():  # both fail (no model "none"): recorded, the lane empties
+
+    def spec(kind: str, key: str) -> JobSpec:
+        return pipeline._spec(kind, key, model="none", bounds=[0, 0, 8, 8], tiles=[key])
+
+    pipeline._submit("segment", spec("segment", "0-0"))
+    pipeline._submit("segment", spec("segment", "0-1024"))
+    assert gate.is_set()  # regions alone: training shares the CPU with them
+    pipeline._submit("segment", spec("segment_tile", "t"))
+    assert not gate.is_set()  # a tile waits: training waits
+    lane = pipeline._lanes["segment"]
+    assert [(p.kind, p.key) for p in lane.pending] == [("segment_tile", "t"), ("segment", "0-1024")]
+    while pipeline._busy():  # all fail (no model "none"): recorded, the lane empties
         pipeline._reap()
         time.sleep(0.01)
     assert gate.is_set()
-    assert [f["kind"] for f in pipeline.failures] == ["segment", "segment_tile"]
+    assert [f["key"] for f in pipeline.failures] == ["0-0", "t", "0-1024"]
     pipeline._gate.close()
 
 
 def test_a_new_model_replaces_the_one_in_use_only_when_it_segments_better(tmp_path, stitch):
     """A training job with a model in use scores both on the validation tiles that model did
-    not train on and publishes the better one."""
+    not train on, and publishes the new one only if it scores higher."""
     from semlive.virtual_sem import simulate
 
     simulate(tmp_path / "session", "tiny", seed=1)
     store = stitch(tmp_path / "session", tmp_path / "store")
-    quick = {
-        "olivine": {
-            "patch_px": 64,
-            "batch_size": 2,
-            "patches_per_epoch": 4,
-            "min_labelled_px": 1_000,
-            "min_olivine_px": 10,
-        }
-    }
+    models = store / "models"
+    quick = {"patch_px": 64, "batch_size": 2, "patches_per_epoch": 4}
+    quick |= {"min_labelled_px": 1_000, "min_olivine_px": 10}
 
-    def train(epochs: int, current: str | None) -> dict:
-        settings = Settings.model_validate(
-            {**quick, "olivine": {**quick["olivine"], "epochs": epochs}}
-        )
-        spec = JobSpec(
-            "train", "olivine", str(store), settings.model_dump_json(), {"current": current}
-        )
-        return run_job(spec)
+    def train(key: str, epochs: int, current: str | None) -> dict:
+        settings = Settings.model_validate({"olivine": {**quick, "epochs": epochs}})
+        args = {"current": current}
+        return run_job(JobSpec("train", key, str(store), settings.model_dump_json(), args))
 
-    first = train(1, None)
+    def published() -> dict:
+        db = sqlite3.connect(store / "ledger.sqlite")
+        try:
+            (value,) = db.execute("SELECT value FROM meta WHERE key = 'pipeline.model'").fetchone()
+        finally:
+            db.close()
+        return json.loads(value)
+
+    first = train("olivine", 2, None)
     assert first["model"] == first["trained"]
     assert first["compared"] is None
-    second = train(3, first["model"])
-    compared = second["compared"]
-    assert compared["tiles"] >= 1  # the first model's validation tiles: it did not train on them
-    better = compared["trained_iou"] >= compared["current_iou"]
-    assert second["model"] == (second["trained"] if better else first["model"])
-    published = (store / "models" / "olivine" / "card.json").read_bytes()
-    assert published == (store / "models" / second["model"] / "card.json").read_bytes()
+    assert published()["model"] == first["model"]
+    # the same model again (its training resumes, finished): a tie keeps the model in use
+    shutil.copytree(models / first["model"], models / "twin")
+    again = train("again", 2, "twin")
+    assert again["trained"] == first["model"]
+    assert again["compared"]["tiles"] >= 1  # validation tiles: "twin" did not train on them
+    assert again["compared"]["trained_iou"] == again["compared"]["current_iou"]
+    assert again["model"] == "twin"
+    assert published()["compared"] is None  # not published: a restart resumes with the first
+    # a model in use that finds no olivine: the new one replaces it
+    shutil.copytree(models / first["model"], models / "blind")
+    card = json.loads((models / "blind" / "card.json").read_text())
+    (models / "blind" / "card.json").write_text(json.dumps({**card, "dlth": 2.0}))
+    third = train("third", 3, "blind")
+    assert third["compared"]["current_iou"] == 0.0
+    assert third["compared"]["trained_iou"] > 0.0
+    assert third["model"] == third["trained"] != first["model"]
+    assert published()["model"] == third["model"]
+    olivine = (models / "olivine" / "card.json").read_bytes()
+    assert olivine == (models / third["model"] / "card.json").read_bytes()

@@ -87,10 +87,9 @@ def test_a_run_ends_with_the_catalogue_the_report_and_its_status(reference_run, 
     assert {"train", "segment", "calibrate", "export", "gdls"} <= kinds
     events = [json.loads(e) for e in (store / "events.jsonl").read_text().splitlines()]
     assert events[-1]["kind"] == "finished"
-    # the session was finished before the run: one training, on all 9 EDS tiles, at the end
     trainings = [e["message"] for e in events if e["kind"] == "train"]
-    assert trainings[0].startswith("the session was finished before this run")
-    assert trainings[1:] == ["training the olivine model on 9 EDS tiles"]
+    assert len(trainings) >= 2  # replayed as if live: trained as EDS tiles came, then at the end
+    assert trainings[-1] == "training the olivine model on 9 EDS tiles"
     # what `semlive status` says comes from the same status
     assert main(["status", str(store), "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
@@ -184,6 +183,7 @@ def test_a_later_session_segments_from_its_first_tile_with_an_earlier_model(
     config = tmp_path / "start.toml"
     start = reference_run / "models" / "olivine"
     text = fast_config.read_text().replace("[pipeline]", f'[pipeline]\nstart_model = "{start}"')
+    text = text.replace("replay_live = true", "replay_live = false")  # processed as finished
     config.write_text(text)
     log = tmp_path / "run.jsonl"
     with log.open("w") as out:
@@ -196,15 +196,19 @@ def test_a_later_session_segments_from_its_first_tile_with_an_earlier_model(
     kinds = {kind for kind, *_ in _jobs(store)}
     assert "segment_tile" in kinds
     assert {state for *_, state, _ in _jobs(store)} == {"done"}
-    # then its own, trained on all 9 EDS tiles at the end; it replaces the start model only
-    # if it segments this session's validation tiles better
-    model = final["segmentation"]["model"]
-    assert model["eds_tiles"] == 9
-    compared = model["compared"]
-    assert compared["tiles"] >= 1
-    better = compared["trained_iou"] >= compared["current_iou"]
-    start_name = first["segmentation"]["model"]["model"]
-    assert model["model"] == (model["trained"] if better else start_name)
+    # the session was finished: one training, on all 9 EDS tiles, at the end; its model
+    # replaces the start model only if it segments this session's validation tiles better
     events = [json.loads(e) for e in (store / "events.jsonl").read_text().splitlines()]
+    trainings = [e["message"] for e in events if e["kind"] == "train"]
+    assert trainings[0].startswith("the session was finished before this run")
+    assert trainings[1:] == ["training the olivine model on 9 EDS tiles"]
+    model = final["segmentation"]["model"]
+    training = model.get("last_training", model)
+    assert training["eds_tiles"] == 9
+    compared = training["compared"]
+    assert compared["tiles"] >= 1
+    better = compared["trained_iou"] > compared["current_iou"]
+    start_name = first["segmentation"]["model"]["model"]
+    assert model["model"] == (training["trained"] if better else start_name)
     said = [e["message"] for e in events if e["kind"] == "model"][-1]
     assert ("validation IoU" if better else "not used") in said
