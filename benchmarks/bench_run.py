@@ -86,6 +86,12 @@ def main() -> None:
     parser.add_argument("--store", type=Path, help="store folder (default: a temporary one)")
     parser.add_argument("--config", type=Path)
     parser.add_argument("--dask", help="run the jobs on Dask (an address, or local)")
+    parser.add_argument(
+        "--status-log",
+        type=Path,
+        help="write every status line of the run here, with the process tree's resident "
+        "memory (tree_rss_gb) at that moment: a timeline of jobs and memory",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-run-"))
     simulator = None
@@ -130,17 +136,24 @@ def main() -> None:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     last: dict = {}
+    status_log = None if args.status_log is None else args.status_log.open("w")
     assert process.stdout is not None
     for line in process.stdout:
         try:
             last = json.loads(line)
         except ValueError:
             continue
+        if status_log is not None:
+            tree, own = _tree_rss(process.pid)
+            rss = {"tree_rss_gb": round(tree / 2**30, 3), "main_rss_gb": round(own / 2**30, 3)}
+            status_log.write(json.dumps({**last, **rss}) + "\n")
         lanes = (last.get("lanes") or {}).values()
         running[0] = [f"{r['kind']} {r['key']}" for lane in lanes if (r := lane.get("running"))]
         if last.get("session", {}).get("sem_done") and not done_at:
             done_at.append(time.monotonic())
     code = process.wait()
+    if status_log is not None:
+        status_log.close()
     wall = time.monotonic() - started
     sampler.join()
     if simulator is not None:
