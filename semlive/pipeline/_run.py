@@ -164,9 +164,9 @@ class Pipeline:
         self._recover()
         self._start_model()
         if self.model is not None and self.executor.name == "local":  # the first tile need
-            # not wait for torch and the model to load
-            folder = self.store / "models" / self.model
-            threading.Thread(target=_warm_up, args=(folder, self.settings), daemon=True).start()
+            # not wait for torch and the model to load; here, before any other thread runs:
+            # torchvision's import is not safe against a second thread importing it too
+            _warm_up(self.store / "models" / self.model, self.settings)
         replay = self.settings.pipeline.replay_live
         self.done_before = (self.session_dir / "DONE").is_file() and not replay
         if self.done_before:
