@@ -31,14 +31,7 @@ from semlive.errors import InputDataError
 from semlive.pipeline._gate import TileGate
 from semlive.settings import Settings
 
-__all__ = [
-    "JOBS_SCHEMA",
-    "MODEL_NAME",
-    "PUBLISHED_MODEL",
-    "JobBook",
-    "JobSpec",
-    "run_job",
-]
+__all__ = ["JOBS_SCHEMA", "MODEL_NAME", "PUBLISHED_MODEL", "JobBook", "JobSpec", "run_job"]
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +228,7 @@ def _train(store: Path, settings: Settings, args: dict[str, Any]) -> tuple[str, 
     """Train on every EDS tile the store holds now; the model's folder is named by the
     fingerprint of its training data, so a killed training resumes its own epochs. The new
     model replaces the one in use (``current``: an earlier training, or an earlier session's
-    start model) unless that one segments the validation tiles better (:func:`_compare`)."""
+    start model) only if it segments the validation tiles better (:func:`_compare`)."""
     from semlive.models.olivine import load_training_data
 
     only = None if args.get("tiles") is None else set(args["tiles"])
@@ -289,13 +282,13 @@ def _compare(
 ) -> dict[str, Any] | None:
     """The model in use and the one just trained, each as it segments, on the validation tiles
     the model in use did not train on (an earlier session's start model trained on none of
-    this session's): None where no such tile is left, or the model in use is gone. The new
+    this session's): None where no such tile is left. The new
     model's dlth and crystal check were chosen on these tiles too, and its best epoch by their
     loss, so the comparison leans its way: the model in use stays only when it is as good."""
     from semlive.models.olivine import score_model
 
-    folder = store / "models" / current
-    if current == trained or not (folder / "card.json").is_file():
+    folder = store / "models" / current  # its card is there: the job's fingerprint read it
+    if current == trained:
         return None
     card = json.loads((folder / "card.json").read_text(encoding="utf-8"))
     foreign = current.startswith(START_MODEL_PREFIX)

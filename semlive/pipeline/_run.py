@@ -378,7 +378,8 @@ class Pipeline:
                 self._book.record("advice", {k: v for k, v in result.items() if k != "seconds"})
         elif spec.kind == "train":
             kept = result["model"] != result.get("trained", result["model"])
-            used = self.start_info if result["model"] == self.start_name else self.model_info
+            started = result["model"] == self.start_name and self.start_info is not None
+            used = self.start_info if started else self.model_info
             if kept and used is not None:  # the model in use, and its figures, stay
                 last = {k: v for k, v in result.items() if k not in ("model", "seconds")}
                 self.model_info = {**used, "last_training": last}
@@ -613,11 +614,11 @@ class Pipeline:
             return
         source = Path(self.settings.pipeline.start_model).expanduser()
         complete = (source / "card.json").is_file() and (source / "weights.safetensors").is_file()
+        name = f"{START_MODEL_PREFIX}{_short_digest(source)}" if complete else None
         if self.model is not None:  # resumed with a model of this session's
-            if complete:
-                self.start_name = f"{START_MODEL_PREFIX}{_short_digest(source)}"
+            self.start_name = name
             return
-        if not complete:
+        if name is None:
             raise InputDataError(
                 f"pipeline.start_model {source} is not a model folder; expected "
                 "weights.safetensors and card.json (STORE/models/olivine of an earlier "
@@ -625,7 +626,6 @@ class Pipeline:
                 path=source,
             )
         card = json.loads((source / "card.json").read_text(encoding="utf-8"))
-        name = f"{START_MODEL_PREFIX}{_short_digest(source)}"
         target = self.store / "models" / name
         if not (target / "card.json").is_file():
             target.mkdir(parents=True, exist_ok=True)
