@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from semlive.errors import UsageError
 from semlive.pipeline._jobs import JobSpec
+from semlive.pipeline._system import release_free_memory
 
 __all__ = ["DaskExecutor", "Executor", "LocalExecutor", "open_executor"]
 
@@ -72,6 +73,8 @@ def _work(jobs: queue.SimpleQueue[Any]) -> None:
             future.set_result(function(spec))
         except BaseException as exc:  # handed to the pipeline, which reports it
             future.set_exception(exc)
+        del item, future, function, spec  # the job's buffers go before the heap is trimmed
+        release_free_memory()
 
 
 class DaskExecutor:

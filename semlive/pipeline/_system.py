@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import resource
 import time
+from functools import cache
 
-__all__ = ["SystemMeter"]
+__all__ = ["SystemMeter", "release_free_memory"]
 
 
 class SystemMeter:
@@ -43,3 +46,25 @@ def _rss_bytes() -> int:
         return pages * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+@cache
+def _malloc_trim() -> ctypes._NamedFuncPointer | None:
+    """glibc's ``malloc_trim``, or None where the C library has none (macOS, musl, Windows)."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        return ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def release_free_memory() -> None:
+    """Hand the heap's free pages back to the system (glibc's ``malloc_trim``; elsewhere a
+    no-op). A job's large buffers (training tiles, activations, region windows) are freed
+    when it ends, but glibc keeps the freed pages in the arena of the thread that used them:
+    over a section the run's own process grew to 2.7 GB of which the export needed 0.35."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)

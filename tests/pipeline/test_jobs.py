@@ -100,6 +100,10 @@ def test_a_tile_goes_before_waiting_regions_and_closes_the_gate(
     assert gate.is_set()
     assert [f["key"] for f in pipeline.failures] == ["0-0", "t", "0-1024"]
     pipeline._gate.close()
+    pipeline._events_log.close()  # run() closes these; this test drove the pipeline by hand
+    if pipeline._ledger is not None:
+        pipeline._ledger.close()
+    pipeline.executor.close()
 
 
 def test_a_new_model_replaces_the_one_in_use_only_when_it_segments_better(tmp_path, stitch):
