@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from types import ModuleType
 from typing import Any
 
@@ -39,25 +40,32 @@ _MISSING_OPERATOR = "operator torchvision::"
 # the definitions again. None while no compatibility step was needed.
 _library: Any = None
 
+# One import at a time: the fix forgets a failed import and imports again, and a second thread
+# importing meanwhile found a half-built torchvision (AttributeError: module 'torchvision' has
+# no attribute 'models', seen when a run's warm-up and its first tile job imported together).
+_lock = threading.RLock()
+
 
 def import_torchvision() -> ModuleType:
-    """Return the ``torchvision`` module, applying the CPU-torch fix only when it is needed."""
-    try:
-        import torchvision
-    except RuntimeError as exc:
-        if _MISSING_OPERATOR not in str(exc):
-            raise
-        _forget_partial_import()
-        _define_operator_schemas()
-        import torchvision
+    """Return the ``torchvision`` module, applying the CPU-torch fix only when it is needed
+    (thread-safe: every caller gets the whole module)."""
+    with _lock:
+        try:
+            import torchvision
+        except RuntimeError as exc:
+            if _MISSING_OPERATOR not in str(exc):
+                raise
+            _forget_partial_import()
+            _define_operator_schemas()
+            import torchvision
 
-        logger.info(
-            "torchvision's compiled ops do not load beside this torch (%s); "
-            "defined nms/qnms schemas so the models import (detection ops stay unavailable)",
-            exc,
-        )
-    module: ModuleType = torchvision
-    return module
+            logger.info(
+                "torchvision's compiled ops do not load beside this torch (%s); "
+                "defined nms/qnms schemas so the models import (detection ops stay unavailable)",
+                exc,
+            )
+        module: ModuleType = torchvision
+        return module
 
 
 def compat_applied() -> bool:

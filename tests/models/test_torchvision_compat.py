@@ -66,3 +66,30 @@ def test_plain_import_fails_without_the_module_where_the_extension_cannot_load(r
     result = run_python(EXTENSION_FAILS + "import torchvision")
     assert result.returncode != 0
     assert "operator torchvision::nms does not exist" in result.stderr
+
+
+CONCURRENT_IMPORTS = """
+import threading
+from semlive.models import import_torchvision
+barrier, found = threading.Barrier(6), []
+def load():
+    barrier.wait()
+    try:
+        found.append(hasattr(import_torchvision().models.segmentation, "deeplabv3_resnet50"))
+    except Exception as exc:
+        found.append(f"{type(exc).__name__}: {exc}")
+threads = [threading.Thread(target=load) for _ in range(6)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(json.dumps(found))
+"""
+
+
+def test_threads_importing_at_once_all_get_the_whole_module(run_python):
+    """A run's warm-up and its first tile job once imported together: one thread retried the
+    import while the other found a half-built torchvision (AttributeError: no ``models``)."""
+    result = run_python(EXTENSION_FAILS + CONCURRENT_IMPORTS)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1]) == [True] * 6
