@@ -1,0 +1,46 @@
+"""The run's process gives freed memory back to the system after each job."""
+
+import json
+
+import pytest
+
+from semlive.pipeline._system import _malloc_trim
+
+# A job in a worker thread allocates many mid-sized buffers (as training tiles and activations
+# do), keeps a scattering of small ones, and frees the rest: glibc keeps the freed pages in that
+# thread's arena until they are trimmed.
+JOB_IN_A_THREAD = """
+import json, threading
+import numpy as np
+from semlive.pipeline._executor import LocalExecutor
+from semlive.pipeline._jobs import JobSpec
+
+def rss_mb():
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * 4096 / 2**20
+
+kept = []
+def job(spec):
+    np.ones(200_000)  # a freed 1.6 MB buffer: glibc serves smaller ones from its heap
+    buffers = []
+    for i in range(1000):  # ~0.5 GB in 480 kB pieces, with a 16 kB one kept after every 40th
+        buffers.append(np.ones(60_000))
+        if i % 40 == 0:
+            kept.append(np.ones(2_000))
+    del buffers
+    return {"rss_mb": rss_mb()}
+
+executor = LocalExecutor()
+after_job = executor.submit("train", job, JobSpec("x", "x", "", "{}", {})).result()["rss_mb"]
+executor.close()
+threading.Event().wait(0.5)  # the worker trims after handing the result over
+print(json.dumps({"after_job": after_job, "after_trim": rss_mb()}))
+"""
+
+
+@pytest.mark.skipif(_malloc_trim() is None, reason="no glibc malloc_trim on this system")
+def test_a_jobs_freed_memory_goes_back_after_the_job(run_python):
+    result = run_python(JOB_IN_A_THREAD)
+    assert result.returncode == 0, result.stderr
+    rss = json.loads(result.stdout.splitlines()[-1])
+    assert rss["after_trim"] < 0.5 * rss["after_job"], rss
