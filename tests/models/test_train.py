@@ -131,3 +131,37 @@ def test_a_model_scored_on_its_validation_tiles_gives_its_cards_figures(tiny_sto
     data = load_training_data(store, settings)
     scored = score_model(store / "models" / "olivine", data.validation, settings)
     assert scored.as_dict() == pytest.approx(card.metrics["validation"])
+
+
+def test_a_step_in_passes_adds_the_gradients_of_one_loss():
+    """Split into passes (less memory), a step's gradient is that of the batch's cross-entropy
+    over all its labelled pixels plus the mean of the passes' Dice terms; in one pass, exactly
+    the training loss."""
+    import torch
+
+    from semlive.models.olivine._train import _backward, _loss, _loss_terms
+
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(1, 1, 3, padding=1)
+    x = torch.randn(6, 1, 16, 16)
+    y = (torch.rand(6, 1, 16, 16) > 0.7).to(torch.uint8)
+    y[1, :, :8] = IGNORE  # passes with unequal labelled pixels
+
+    def gradient(loss_of) -> torch.Tensor:
+        model.zero_grad()
+        loss_of()
+        return model.weight.grad.clone()
+
+    def expected(size: int) -> None:
+        parts = [_loss_terms(model(x[i : i + size]), y[i : i + size]) for i in range(0, 6, size)]
+        count = sum(c for _, _, c in parts)
+        (sum(b for b, _, _ in parts) / count + sum(d for _, d, _ in parts) / len(parts)).backward()
+
+    whole = gradient(lambda: _backward(model, x, y, 0))
+    assert torch.allclose(whole, gradient(lambda: _loss(model(x), y)[0].backward()), atol=1e-6)
+    for size in (2, 4):  # three passes; a pass of 4 and one of 2
+        passes = gradient(lambda size=size: _backward(model, x, y, size))
+        assert torch.allclose(passes, gradient(lambda size=size: expected(size)), atol=1e-6)
+        assert not torch.allclose(passes, whole, atol=1e-6)  # the Dice term is per pass
+    _, count = _backward(model, x, y, 4)
+    assert count == int((y != IGNORE).sum())

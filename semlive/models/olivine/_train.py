@@ -145,6 +145,7 @@ def train_olivine(
         "device": runtime.device.type,
         "patch_px": settings.patch_px,
         "batch_size": settings.batch_size,
+        "micro_batch": settings.micro_batch,
         "learning_rate": settings.learning_rate,
         "seed": settings.seed,
         "augment_gain": settings.augment_gain,
@@ -259,16 +260,45 @@ class _Sampler:
 def _loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Binary cross-entropy plus soft Dice (1 − soft IoU-like overlap) over labelled pixels:
     the Dice term keeps the rare olivine class from being drowned by the background."""
+    bce_sum, dice, count = _loss_terms(logits, labels)
+    return bce_sum / max(count, 1) + dice, count
+
+
+def _loss_terms(
+    logits: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The summed binary cross-entropy and the soft Dice loss over the labelled pixels, and
+    their count (both terms 0 where none is labelled)."""
     valid = labels != IGNORE
     count = int(valid.sum())
     if count == 0:
-        return logits.sum() * 0.0, 0
+        zero = logits.sum() * 0.0
+        return zero, zero, 0
     target = (labels == 1).to(logits.dtype)[valid]
     logit = logits[valid]
-    bce = nn.functional.binary_cross_entropy_with_logits(logit, target)
+    bce = nn.functional.binary_cross_entropy_with_logits(logit, target, reduction="sum")
     p = torch.sigmoid(logit)
     dice = 1 - (2 * (p * target).sum() + 1) / (p.sum() + target.sum() + 1)
-    return bce + dice, count
+    return bce, dice, count
+
+
+def _backward(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, micro_batch: int
+) -> tuple[float, int]:
+    """One step's loss, backpropagated in passes of ``micro_batch`` patches (0: one pass) whose
+    gradients add up: the cross-entropy is the batch's mean over its labelled pixels as in one
+    pass, the Dice term the mean of the passes'. Activations, the largest part of a training's
+    memory, scale with the pass. Returns the loss and the labelled pixels."""
+    count = int((y != IGNORE).sum())
+    size = micro_batch if 0 < micro_batch < len(x) else len(x)
+    starts = range(0, len(x), size)
+    total = 0.0
+    for start in starts:
+        bce_sum, dice, _ = _loss_terms(model(x[start : start + size]), y[start : start + size])
+        loss = bce_sum / max(count, 1) + dice / len(starts)
+        loss.backward()  # type: ignore[no-untyped-call]
+        total += float(loss.detach())
+    return total, count
 
 
 def _learning_rate(step: int, total: int, base: float) -> float:
@@ -304,10 +334,9 @@ def _train_epoch(
         y = torch.from_numpy(np.stack([p[1] for p in pairs])[:, None])
         x, y = runtime.tensor(x), y.to(runtime.device)
         optimiser.zero_grad(set_to_none=True)
-        loss, count = _loss(model(x), y)
-        loss.backward()  # type: ignore[no-untyped-call]
+        loss, count = _backward(model, x, y, settings.micro_batch)
         optimiser.step()
-        total += float(loss.detach()) * count
+        total += loss * count
         weight += count
         pixels += int(x.numel())
         if progress is not None:
