@@ -209,13 +209,13 @@ class OlivineSettings(_Section):
         "reference EDS sensitivity; scaled by the drift factor when standards give one).",
     )
     refine_px: int = Field(
-        0,
+        2,
         ge=0,
         le=8,
-        description="Training labels: grow the EDS-rule olivine up to this many pixels (2 "
-        "suits the virtual SEM) onto the crystal edges the BSE image shows, since the X-ray volume "
-        "is wider than the BSE one and rule labels lose a rim of every crystal, and clear cracks "
-        "they bridge; 0 (the default until it is shown to help the network) keeps the raw rule.",
+        description="Training labels: grow the EDS-rule olivine up to this many pixels onto the "
+        "crystal edges the BSE image shows, since the X-ray volume is wider than the BSE one and "
+        "rule labels lose a rim of every crystal, and clear cracks they bridge (on the virtual "
+        "SEM the labels' IoU against the truth goes from 0.888 to 0.960); 0 keeps the raw rule.",
     )
     arch: str = Field(
         "auto",
@@ -267,14 +267,16 @@ class OlivineSettings(_Section):
         2_000, ge=1, description="Fewest olivine pixels among them needed to train."
     )
     augment_gain: float = Field(
-        0.1,
+        0.02,
         ge=0,
         lt=1,
-        description="Training augmentation: BSE multiplied by a random gain within ±this "
-        "(session-to-session shifts).",
+        description="Training augmentation: BSE multiplied by a random gain within ±this. "
+        "Calibration corrects the BSE drift against the standards, so this covers what is left "
+        "of it; a wide range (the paper's 0.1, for uncorrected session shifts) hides the grey "
+        "level that tells olivine from clinopyroxene.",
     )
     augment_offset_dn: float = Field(
-        1500.0,
+        300.0,
         ge=0,
         description="Training augmentation: a random BSE offset within ±this (DN).",
     )

@@ -28,15 +28,16 @@ from semlive.virtual_sem import SESSION_GAIN_JUMP, SESSION_OFFSET_JUMP_DN, simul
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # the training fixture: ~5 min
 
-# Issue 7 asks IoU >= 0.90 and OA >= 99 % on unseen tiles. Not reached yet. After this test's
-# 8 epochs the network alone measures IoU 0.515, OA 0.943, with 47 % of clinopyroxene taken for
-# olivine (its BSE overlaps olivine's, and the 9 EDS tiles hold little of it); the crystal check
-# (flat crystals dropped; its threshold and dlth chosen together on the EDS tiles) brings that
-# to IoU 0.718, OA 0.976, clinopyroxene 6.8 % (0.708, 0.976, 8 % for another training run:
-# training is not reproducible between runs). What is left is mostly missed olivine (58k px:
-# edges, microlites, unzoned crystals). These floors guard what is reached; the issue stays
-# open (see the closing note).
-IOU_FLOOR, OA_FLOOR, CPX_CEILING, ROBUST_DROP = 0.65, 0.96, 0.15, 0.02
+# Issue 7 asks IoU >= 0.90 and OA >= 99 % on unseen tiles. Not reached yet. With the default
+# recipe (refined labels, narrow gain/offset augmentation, steps in passes of 4) and this test's
+# 8 epochs the network alone calls about 45 % of clinopyroxene olivine (its BSE overlaps
+# olivine's); the crystal check (flat crystals dropped; its threshold and dlth chosen together
+# on the EDS tiles) brings the unseen tiles to IoU 0.777, OA 0.981, clinopyroxene 6.9 % (the
+# same figures in two runs; the earlier recipe, wide augmentation and raw rule labels: 0.718
+# and 0.708). What is left: 37.6k px of olivine missed (microlites and microphenocrysts, rims)
+# and 31.9k px called olivine (clinopyroxene, mostly). These floors guard what is reached; the
+# issue stays open (see the closing note).
+IOU_FLOOR, OA_FLOOR, CPX_CEILING, ROBUST_DROP = 0.72, 0.97, 0.12, 0.02
 EPOCHS = 8  # ~5 min on 2 CPU cores; `semlive train` defaults to 40 with early stopping
 
 
@@ -64,7 +65,7 @@ def test_unseen_tiles_accuracy_against_the_truth(unseen):
     assert sum(r["tp"] for r in unseen["regions"]) == overall["tp"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 7 open: IoU 0.718 / OA 0.976 reached, see note")
+@pytest.mark.xfail(strict=True, reason="issue 7 open: IoU 0.777 / OA 0.981 reached, see note")
 def test_unseen_tiles_reach_the_issues_accuracy(unseen):
     """The issue's bar, kept executable: an unexpected pass fails the run, so whoever reaches
     it turns this into a plain test."""
@@ -117,10 +118,12 @@ def _iou_after(store, small_session, gain, offset_dn):
 
 
 @pytest.mark.xfail(
-    strict=False,
-    reason="issue 7 open: robustness to the uncorrected shift depends on the training run; for "
-    "models of this recipe -7.5 % cost 1.2 and 14.1 IoU points, +7.5 % 16.2 (and under 2 for "
-    "an earlier one), so the bar of 2 points is not met reliably",
+    strict=True,
+    reason="the default augmentation is narrow (±2 %, ±300 DN: what the drift correction "
+    "leaves), so an uncorrected 20-day shift is far outside it: IoU 0.777 -> 0.099 (+7.5 %) and "
+    "0.309 (-7.5 %). semlive corrects the shift against the standards (the next test: -0.3 "
+    "points); the paper's wide augmentation (0.1, 1500 DN) cost 1-16 points here and 4-6 "
+    "points of accuracy",
 )
 @pytest.mark.parametrize("sign", [1, -1])
 def test_a_20_day_session_shift_costs_at_most_two_points(

@@ -2,8 +2,11 @@
 
 Random patches (a third centred on olivine, a third on look-alikes such as clinopyroxene) with
 online augmentation: rot90, flips, and a random BSE gain and offset (the fix Leichter et al.
-2022 propose for session-to-session shifts). Pixel-wise binary cross-entropy over labelled
-pixels, AdamW, early stopping on the validation loss; the best epoch's weights are kept. The
+2022 propose for session-to-session shifts; narrow by default, since calibration corrects the
+drift and a wide range hides the grey level that tells olivine from clinopyroxene). Pixel-wise
+binary cross-entropy plus soft Dice over labelled pixels, each step's patches in passes of
+``micro_batch`` (a step's memory), AdamW, early stopping on the validation loss; the best
+epoch's weights are kept. The
 threshold ``dlth`` is chosen on the validation tiles and stored with the model. Each epoch
 leaves a resumable state in ``models/<name>/training/``; every random draw comes from the seed
 and the epoch number, so a resumed run continues exactly as an uninterrupted one.
