@@ -9,9 +9,14 @@ tiles the network never saw:
 - ``thresholds``: the network alone and with the model's crystal check, at several thresholds
   (the card's ``dlth`` is chosen on the EDS tiles, training tiles included);
 - ``oracle``: the network's connected crystals at each threshold kept where most of a crystal
-  is truly olivine: the IoU a perfect crystal classifier would reach on this network's outlines.
+  is truly olivine: about the IoU a perfect crystal classifier would reach on this network's
+  outlines (a majority vote per crystal).
 
-    .venv/bin/python benchmarks/bench_olivine_errors.py STORE SESSION/_truth [--model NAME]
+The model is the store's ``models/olivine`` (the one that made the labels), run with the default
+settings; it opens the mosaic as ``semlive segment`` does, which rewrites the labels' provenance
+attributes with the same model's (nothing else is written).
+
+    .venv/bin/python benchmarks/bench_olivine_errors.py STORE SESSION/_truth
 """
 
 from __future__ import annotations
@@ -55,7 +60,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("store", type=Path)
     parser.add_argument("truth", type=Path, help="the simulated session's _truth folder")
-    parser.add_argument("--model", default="olivine")
     args = parser.parse_args()
     import zarr
 
@@ -69,14 +73,15 @@ def main() -> None:
     labels = np.asarray(root[LABEL_PATH]["0"][:]) > 0
     missed, false = ~labels & olivine & valid, labels & ~olivine & valid
     inside = ndi.distance_transform_edt(olivine)
-    edges = {f"within {k} px of the edge": int((missed & (inside <= k)).sum()) for k in (1, 2, 5)}
+    bands = {"1 px": (0, 1), "2 px": (1, 2), "3-5 px": (2, 5), "deeper": (5, np.inf)}
+    edges = {k: int((missed & (inside > a) & (inside <= b)).sum()) for k, (a, b) in bands.items()}
     report: dict[str, Any] = {
         "store": str(args.store),
         "labels": {
             **confusion(labels, olivine, valid).as_dict(),
             "fn_by_population": _by_population(instances, missed, population),
             "olivine_by_population": _by_population(instances, olivine & valid, population),
-            "fn_by_edge_distance": {**edges, "deeper": int((missed & (inside > 5)).sum())},
+            "fn_by_distance_inside_the_edge": edges,
             "fp_by_phase": {
                 Phase(int(p)).name.lower(): int((false & (phase == p)).sum())
                 for p in np.unique(phase[false])
@@ -87,10 +92,10 @@ def main() -> None:
         },
     }
     settings = OlivineSettings()
-    segmenter = OlivineSegmenter(args.store, settings, args.model)
+    segmenter = OlivineSegmenter(args.store, settings)
     image = np.asarray(segmenter.bse["0"][:], np.float32)
     p = sliding_probabilities(image, segmenter.predict, settings.window_px, settings.overlap_px)
-    card = json.loads((args.store / "models" / args.model / "card.json").read_text())
+    card = json.loads((args.store / "models" / "olivine" / "card.json").read_text())
     check = CrystalCheck.from_card(card["crystal_check"])
     cpx = valid & (phase == 2)
     report["card"] = {"dlth": card["dlth"], "crystal_check": card["crystal_check"]}

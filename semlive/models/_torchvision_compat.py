@@ -42,7 +42,8 @@ _library: Any = None
 
 # One import at a time: the fix forgets a failed import and imports again, and a second thread
 # importing meanwhile found a half-built torchvision (AttributeError: module 'torchvision' has
-# no attribute 'models', seen when a run's warm-up and its first tile job imported together).
+# no attribute 'models', seen when a run's warm-up, then in a thread of its own, and its first
+# tile job imported together).
 _lock = threading.RLock()
 
 

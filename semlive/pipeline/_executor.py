@@ -74,7 +74,10 @@ def _work(jobs: queue.SimpleQueue[Any]) -> None:
         except BaseException as exc:  # handed to the pipeline, which reports it
             future.set_exception(exc)
         del item, future, function, spec  # the job's buffers go before the heap is trimmed
-        release_free_memory()
+        try:
+            release_free_memory()
+        except Exception:  # never the lane's end: the next jobs must still run
+            log.exception("could not return freed memory to the system")
 
 
 class DaskExecutor:

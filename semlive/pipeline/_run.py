@@ -164,8 +164,8 @@ class Pipeline:
         self._recover()
         self._start_model()
         if self.model is not None and self.executor.name == "local":  # the first tile need
-            # not wait for torch and the model to load; here, before any other thread runs:
-            # torchvision's import is not safe against a second thread importing it too
+            # not wait for torch and the model to load; here, before the lanes start (the
+            # warm-up once ran in a thread of its own and raced the first tile job's import)
             _warm_up(self.store / "models" / self.model, self.settings)
         replay = self.settings.pipeline.replay_live
         self.done_before = (self.session_dir / "DONE").is_file() and not replay

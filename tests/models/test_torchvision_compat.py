@@ -89,7 +89,8 @@ print(json.dumps(found))
 
 def test_threads_importing_at_once_all_get_the_whole_module(run_python):
     """A run's warm-up and its first tile job once imported together: one thread retried the
-    import while the other found a half-built torchvision (AttributeError: no ``models``)."""
+    import while the other found a half-built torchvision (AttributeError: no ``models``).
+    Without the lock this test failed in one run of three here (the race is timing's)."""
     result = run_python(EXTENSION_FAILS + CONCURRENT_IMPORTS)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.splitlines()[-1]) == [True] * 6

@@ -135,11 +135,11 @@ def test_a_model_scored_on_its_validation_tiles_gives_its_cards_figures(tiny_sto
 
 def test_a_step_in_passes_adds_the_gradients_of_one_loss():
     """Split into passes (less memory), a step's gradient is that of the batch's cross-entropy
-    over all its labelled pixels plus the mean of the passes' Dice terms; in one pass, exactly
-    the training loss."""
+    over all its labelled pixels plus the mean of the Dice terms of the passes that have
+    labelled pixels; in one pass, exactly the training loss; never a pass of one patch."""
     import torch
 
-    from semlive.models.olivine._train import _backward, _loss, _loss_terms
+    from semlive.models.olivine._train import _backward, _loss, _loss_terms, _passes
 
     torch.manual_seed(0)
     model = torch.nn.Conv2d(1, 1, 3, padding=1)
@@ -153,15 +153,24 @@ def test_a_step_in_passes_adds_the_gradients_of_one_loss():
         return model.weight.grad.clone()
 
     def expected(size: int) -> None:
-        parts = [_loss_terms(model(x[i : i + size]), y[i : i + size]) for i in range(0, 6, size)]
+        parts = [_loss_terms(model(x[p]), y[p]) for p in _passes(6, size)]
         count = sum(c for _, _, c in parts)
-        (sum(b for b, _, _ in parts) / count + sum(d for _, d, _ in parts) / len(parts)).backward()
+        dice = [d for _, d, c in parts if c]
+        (sum(b for b, _, _ in parts) / count + sum(dice) / len(dice)).backward()
 
     whole = gradient(lambda: _backward(model, x, y, 0))
     assert torch.allclose(whole, gradient(lambda: _loss(model(x), y)[0].backward()), atol=1e-6)
-    for size in (2, 4):  # three passes; a pass of 4 and one of 2
+    for size in (2, 4):  # three passes of two; two of three
+        assert len(_passes(6, size)) == {2: 3, 4: 2}[size]
         passes = gradient(lambda size=size: _backward(model, x, y, size))
         assert torch.allclose(passes, gradient(lambda size=size: expected(size)), atol=1e-6)
         assert not torch.allclose(passes, whole, atol=1e-6)  # the Dice term is per pass
+    y[:2] = IGNORE  # a pass with nothing labelled adds nothing, and dilutes no other pass
+    assert torch.allclose(
+        gradient(lambda: _backward(model, x, y, 2)), gradient(lambda: expected(2)), atol=1e-6
+    )
     _, count = _backward(model, x, y, 4)
     assert count == int((y != IGNORE).sum())
+    assert [p.stop - p.start for p in _passes(9, 4)] == [3, 3, 3]
+    assert [p.stop - p.start for p in _passes(3, 2)] == [3]  # not 2 + 1
+    assert [p.stop - p.start for p in _passes(8, 1)] == [2, 2, 2, 2]

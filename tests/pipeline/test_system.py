@@ -32,8 +32,10 @@ def job(spec):
 
 executor = LocalExecutor()
 after_job = executor.submit("train", job, JobSpec("x", "x", "", "{}", {})).result()["rss_mb"]
-executor.close()
-threading.Event().wait(0.5)  # the worker trims after handing the result over
+executor.close()  # the worker trims after handing the result over, then ends
+for thread in threading.enumerate():
+    if thread.name.startswith("semlive-"):
+        thread.join(timeout=60)
 print(json.dumps({"after_job": after_job, "after_trim": rss_mb()}))
 """
 

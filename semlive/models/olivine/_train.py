@@ -14,6 +14,7 @@ and the epoch number, so a resumed run continues exactly as an uninterrupted one
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
@@ -285,20 +286,31 @@ def _loss_terms(
     return bce, dice, count
 
 
+def _passes(batch: int, micro_batch: int) -> list[slice]:
+    """A step's patches in near-equal passes of about ``micro_batch`` (0: one pass), never a
+    pass of one patch where the step has more (batch norm needs two values per channel)."""
+    if micro_batch <= 0 or micro_batch >= batch:
+        return [slice(0, batch)]
+    count = min(-(-batch // micro_batch), batch // 2)
+    edges = np.linspace(0, batch, count + 1).round().astype(int)
+    return [slice(int(a), int(b)) for a, b in itertools.pairwise(edges)]
+
+
 def _backward(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, micro_batch: int
 ) -> tuple[float, int]:
-    """One step's loss, backpropagated in passes of ``micro_batch`` patches (0: one pass) whose
-    gradients add up: the cross-entropy is the batch's mean over its labelled pixels as in one
-    pass, the Dice term the mean of the passes'. Activations, the largest part of a training's
-    memory, scale with the pass. Returns the loss and the labelled pixels."""
+    """One step's loss, backpropagated in passes of about ``micro_batch`` patches (0: one
+    pass) whose gradients add up: the cross-entropy is the batch's mean over its labelled
+    pixels as in one pass, the Dice term the mean over the passes that have labelled pixels.
+    Activations, the largest part of a training's memory, scale with the pass; batch norm
+    normalises each pass by its own patches. Returns the loss and the labelled pixels."""
     count = int((y != IGNORE).sum())
-    size = micro_batch if 0 < micro_batch < len(x) else len(x)
-    starts = range(0, len(x), size)
+    passes = _passes(len(x), micro_batch)
+    labelled = max(1, sum(int((y[p] != IGNORE).any()) for p in passes))
     total = 0.0
-    for start in starts:
-        bce_sum, dice, _ = _loss_terms(model(x[start : start + size]), y[start : start + size])
-        loss = bce_sum / max(count, 1) + dice / len(starts)
+    for part in passes:
+        bce_sum, dice, _ = _loss_terms(model(x[part]), y[part])
+        loss = bce_sum / max(count, 1) + dice / labelled
         loss.backward()  # type: ignore[no-untyped-call]
         total += float(loss.detach())
     return total, count
