@@ -14,10 +14,10 @@ import json, threading
 import numpy as np
 from semlive.pipeline._executor import LocalExecutor
 from semlive.pipeline._jobs import JobSpec
+from semlive.pipeline._system import _rss_bytes
 
 def rss_mb():
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * 4096 / 2**20
+    return _rss_bytes() / 2**20
 
 kept = []
 def job(spec):

@@ -304,9 +304,9 @@ def _backward(
     pixels as in one pass, the Dice term the mean over the passes that have labelled pixels.
     Activations, the largest part of a training's memory, scale with the pass; batch norm
     normalises each pass by its own patches. Returns the loss and the labelled pixels."""
-    count = int((y != IGNORE).sum())
     passes = _passes(len(x), micro_batch)
-    labelled = max(1, sum(int((y[p] != IGNORE).any()) for p in passes))
+    counts = [int((y[part] != IGNORE).sum()) for part in passes]
+    count, labelled = sum(counts), max(1, sum(c > 0 for c in counts))
     total = 0.0
     for part in passes:
         bce_sum, dice, _ = _loss_terms(model(x[part]), y[part])
