@@ -158,6 +158,14 @@ def simulate_command(
             show_default=False,
         ),
     ] = None,
+    eds_every: Annotated[
+        int | None,
+        typer.Option(
+            help="EDS maps on one tile in N, spread over the grid, instead of the preset's 4 "
+            "(~25 %); 1: on every tile.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Write a simulated SEM session folder (Contract 1) with ground truth in OUT/_truth."""
     from semlive.errors import UsageError
@@ -175,6 +183,7 @@ def simulate_command(
         session=session,
         grid=_parse_grid(grid),
         overlap_fraction=overlap,
+        eds_every=eds_every,
     )
     typer.echo(
         f"wrote {summary.files} files ({summary.tiles} BSE tiles, {summary.eds_tiles} with EDS "

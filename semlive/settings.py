@@ -436,6 +436,15 @@ class PipelineSettings(_Section):
         description="Training-area advice: after each training, train again on a quarter and a "
         "half of its tiles to fit the learning curve (costs two more trainings).",
     )
+    advice_every: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Training-area advice: also advise between trainings, each time the "
+        "EDS-mapped tiles have grown by this share of the planned tiles, until the advice is "
+        "'enough' (three trainings each: a quarter, a half and all of the tiles; the advice "
+        "is then as fine as this); 0: only after each training.",
+    )
     advice_noise_iou: float = Field(
         0.01,
         gt=0,

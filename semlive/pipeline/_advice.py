@@ -21,10 +21,18 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["Advice", "LearningCurve", "advise", "fit_learning_curve"]
+__all__ = ["Advice", "LearningCurve", "advice_subsets", "advise", "fit_learning_curve"]
 
 _EXPONENTS = np.round(np.arange(0.2, 1.01, 0.05), 3)  # learning curves of segmentation
 _Z80 = 0.8416  # one-sided 80 % normal quantile
+
+
+def advice_subsets(tiles: int, with_all: bool = True) -> list[int]:
+    """How many of ``tiles`` training tiles (the first, in acquisition order) each training of
+    one advice takes: a quarter, a half, and all of them (``with_all``; without it, when the
+    training on all of them is already done), each size once."""
+    sizes = {max(1, round(share * tiles)) for share in (0.25, 0.5)} - {tiles}
+    return sorted(sizes | {tiles}) if with_all else sorted(sizes)
 
 
 @dataclass(frozen=True, slots=True)

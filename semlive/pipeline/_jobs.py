@@ -268,6 +268,7 @@ def _train(store: Path, settings: Settings, args: dict[str, Any]) -> tuple[str, 
             "epochs": card.training["epochs_run"],
             "dlth": card.dlth,
             "val_iou": val["iou"],
+            "network_val_iou": card.metrics.get("network_validation", val)["iou"],
             "val_overall_accuracy": val["overall_accuracy"],
         }
         if replaced:  # published, and the model a restart resumes with
@@ -313,29 +314,35 @@ def _compare(
 
 def _advice(store: Path, settings: Settings, args: dict[str, Any]) -> tuple[str, Work]:
     """The learning curve at the current EDS area: the network trained again on the first
-    quarter and half (in acquisition order) of the training tiles of the model just trained,
-    every model scored on the same held-out tiles; with the points of the earlier advice
-    (``history``), the advice (:mod:`._advice`)."""
+    quarter and half (in acquisition order) of the training tiles, and on all of them unless
+    the training just done (``full``) gives that point, every model scored on the same
+    held-out tiles; with the points of the earlier advice (``history``), the advice
+    (:mod:`._advice`)."""
     from semlive.models.olivine import TrainingData, load_training_data
 
     only = None if args.get("tiles") is None else set(args["tiles"])
     data = load_training_data(store, settings.olivine, only)
-    full = args["full"]
-    trained = full.get("trained", full["model"])  # the training this curve point is of
-    fingerprint = _digest(str(trained), settings.pipeline.model_dump_json())
+    full = args.get("full")
+    if full is not None:  # the training this curve point is of
+        key = str(full.get("trained", full["model"]))
+    else:
+        key = _digest(*sorted(only or ()), *(t.name for t in data.validation))
+    fingerprint = _digest(
+        key, settings.olivine.model_dump_json(), settings.pipeline.model_dump_json()
+    )
 
     def work() -> dict[str, Any]:
         from semlive.models.olivine import train_olivine
-        from semlive.pipeline._advice import advise
+        from semlive.pipeline._advice import advice_subsets, advise
 
         wait = TileGate.wait_hook(args.get("run"))
         ordered = sorted(data.train, key=lambda t: (t.acquired_at, t.name))
         # the curve is of the network's validation IoU: no crystal check to fit
         olivine = settings.olivine.model_copy(update={"crystal_check": False})
         points = []
-        for share in (0.25, 0.5):
-            subset = ordered[: max(1, round(share * len(ordered)))]
-            if len(subset) >= len(ordered) or sum(t.olivine for t in subset) == 0:
+        for size in advice_subsets(len(ordered), with_all=full is None):
+            subset = ordered[:size]
+            if sum(t.olivine for t in subset) == 0:
                 continue
             name = f".advice-{fingerprint[:12]}-{len(subset)}"
             subset_data = TrainingData(subset, data.validation, {})
@@ -343,11 +350,14 @@ def _advice(store: Path, settings: Settings, args: dict[str, Any]) -> tuple[str,
             shutil.rmtree(store / "models" / name, ignore_errors=True)
             labelled = sum(t.labelled for t in subset)
             points.append({"labelled_px": labelled, "iou": card.metrics["validation"]["iou"]})
-        labelled = int(full["labelled_px"])
-        points.append({"labelled_px": labelled, "iou": float(full["val_iou"])})
-        points = [*args.get("history", []), *points]  # the earlier trainings' points too
+        labelled = sum(t.labelled for t in ordered)
+        if full is not None:
+            iou = full.get("network_val_iou", full["val_iou"])
+            points.append({"labelled_px": labelled, "iou": float(iou)})
+        points = [*args.get("history", []), *points]  # the earlier advice's points too
         planned = int(args.get("planned") or 0)
-        fraction = None if not planned else (len(data.train) + len(data.validation)) / planned
+        tiles = len(data.train) + len(data.validation)
+        fraction = None if not planned else tiles / planned
         if len({p["labelled_px"] for p in points}) < 2:
             return {
                 "enough": False,
@@ -355,12 +365,12 @@ def _advice(store: Path, settings: Settings, args: dict[str, Any]) -> tuple[str,
                 "message": "keep acquiring EDS: too few EDS tiles yet for a learning curve",
                 "labelled_px": labelled,
                 "area_fraction": fraction,
+                "eds_tiles": tiles,
                 "curve": points,
             }
         p = settings.pipeline
-        return advise(
-            points, labelled, p.advice_target_gain, fraction, p.advice_noise_iou
-        ).as_dict()
+        advice = advise(points, labelled, p.advice_target_gain, fraction, p.advice_noise_iou)
+        return {**advice.as_dict(), "eds_tiles": tiles}
 
     return fingerprint, work
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import queue
 import shutil
@@ -130,6 +131,7 @@ class Pipeline:
         self.start_name: str | None = None  # pipeline.start_model, as copied into the store
         self.start_info: dict[str, Any] | None = None
         self.tried_at_eds = 0
+        self.advised_at_eds = 0  # EDS tiles at the last advice asked for
         self.sem_done = False
         self.done_before = False  # the session was finished when this run started
         self.finished = False
@@ -192,13 +194,21 @@ class Pipeline:
             self._gate.close()
             producer.join(timeout=30)
             status = self._tick(force=True)
-            if self._events_log is not None:
-                self._events_log.close()
-            if self._ledger is not None:
-                self._ledger.close()
-            self.executor.close()
+            self.close()
         report = None if self.export is None else self.export.get("report")
         return RunResult(self.finished, not self.finished, status, report)
+
+    def close(self) -> None:
+        """Release what the pipeline holds: the training gate, the events log, the ledger and
+        the executor (:meth:`run` ends with it; a pipeline driven by hand calls it)."""
+        self._gate.close()
+        if self._events_log is not None:
+            self._events_log.close()
+            self._events_log = None
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger, self._book = None, None
+        self.executor.close()
 
     def _produce(self) -> None:
         """The stitching thread: every event of the session into the bounded queue."""
@@ -386,19 +396,7 @@ class Pipeline:
             else:
                 self.model_info = result
             if self.settings.pipeline.advice and not self.finalising and not result.get("skipped"):
-                planned = self.plan["rows"] * self.plan["cols"]
-                tiles = spec.args.get("tiles")
-                history = [] if self.advice is None else list(self.advice.get("curve", []))
-                spec = self._spec(
-                    "advice",
-                    "eds",
-                    tiles=tiles,
-                    full=result,
-                    planned=planned,
-                    history=history,
-                    run=self._gate.run,
-                )
-                self._submit("train", spec)
+                self._advise(spec.args.get("tiles"), full=result)
             compared = result.get("compared")
             if kept and compared and not result.get("skipped"):
                 self._log_event(
@@ -500,6 +498,22 @@ class Pipeline:
                 ready.append(name)
         return sorted(ready)
 
+    def _advise(self, tiles: list[str] | None, full: dict[str, Any] | None = None) -> None:
+        """Ask for the training-area advice at these EDS tiles (``full``: the training on all of
+        them just done; without it the advice trains on them too)."""
+        self.advised_at_eds = len(tiles) if tiles is not None else self.tried_at_eds
+        history = [] if self.advice is None else list(self.advice.get("curve", []))
+        spec = self._spec(
+            "advice",
+            "eds",
+            tiles=tiles,
+            full=full,
+            planned=self.plan["rows"] * self.plan["cols"],
+            history=history,
+            run=self._gate.run,
+        )
+        self._submit("train", spec)
+
     def _maybe_train(self, final: bool = False) -> None:
         lane = self._lanes["train"]
         if lane.running is not None or lane.pending or (self.done_before and not final):
@@ -513,6 +527,10 @@ class Pipeline:
             due = eds >= p.train_first_eds_tiles
         else:
             due = eds >= self.tried_at_eds * p.retrain_growth
+        if not due and self._advice_due(eds):
+            self._log_event("advice", f"training-area advice at {eds} EDS tiles")
+            self._advise(ready)
+            return
         if due:
             self.tried_at_eds = max(eds, 1)
             self._log_event("train", f"training the olivine model on {eds} EDS tiles")
@@ -521,6 +539,18 @@ class Pipeline:
             current = self.start_name if final else self.model
             spec = self._spec("train", MODEL_NAME, tiles=ready, run=self._gate.run, current=current)
             self._submit("train", spec)
+
+    def _advice_due(self, eds: int) -> bool:
+        """An advice between trainings: EDS tiles grown by ``pipeline.advice_every`` of the
+        planned tiles since the last advice, a model trained, and no 'enough' said yet."""
+        p = self.settings.pipeline
+        if not p.advice or not p.advice_every or self.tried_at_eds == 0 or self.finalising:
+            return False
+        if self.advice is not None and self.advice.get("enough"):
+            return False
+        planned = int(self.plan["rows"]) * int(self.plan["cols"])
+        step = max(1, math.ceil(p.advice_every * planned))
+        return eds >= self.advised_at_eds + step
 
     def _maybe_count_catalogue(self) -> None:
         lane = self._lanes["catalogue"]
@@ -606,6 +636,7 @@ class Pipeline:
         advice = book.results("advice").get("eds")
         if advice:
             self.advice = advice
+            self.advised_at_eds = int(advice.get("eds_tiles") or self.tried_at_eds)
 
     def _start_model(self) -> None:
         """``pipeline.start_model``: an earlier session's model, until this one trains a

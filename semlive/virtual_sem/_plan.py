@@ -127,9 +127,13 @@ class Plan:
 
 
 def resolve_preset(
-    name: str, grid: tuple[int, int] | None = None, overlap_fraction: float | None = None
+    name: str,
+    grid: tuple[int, int] | None = None,
+    overlap_fraction: float | None = None,
+    eds_every: int | None = None,
 ) -> Preset:
-    """The preset ``name``, with the tile grid and overlap replaced where given (checked)."""
+    """The preset ``name``, with the tile grid, overlap and EDS frequency replaced where given
+    (checked)."""
     if name not in PRESETS:
         raise UsageError(
             f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}",
@@ -154,6 +158,15 @@ def resolve_preset(
                 got=overlap_fraction,
             )
         preset = replace(preset, overlap_fraction=float(overlap_fraction))
+    if eds_every is not None:
+        if eds_every < 1:
+            raise UsageError(
+                f"--eds-every must be 1 or more (EDS maps on one tile in N; 1: every tile); "
+                f"got {eds_every}",
+                expected=">= 1",
+                got=eds_every,
+            )
+        preset = replace(preset, eds_every=int(eds_every))
     return preset
 
 

@@ -45,6 +45,7 @@ def simulate(
     session: int = 0,
     grid: tuple[int, int] | None = None,
     overlap_fraction: float | None = None,
+    eds_every: int | None = None,
 ) -> SimulationSummary:
     """Write session ``session`` of the sample ``seed`` into ``out`` (an absent or empty folder).
 
@@ -53,7 +54,7 @@ def simulate(
     :data:`~semlive.virtual_sem.FAULTS`, or ``("all",)``.
     """
     started = time.monotonic()
-    spec = resolve_preset(preset, grid, overlap_fraction)
+    spec = resolve_preset(preset, grid, overlap_fraction, eds_every)
     chosen = FAULTS if tuple(faults) == ("all",) else tuple(faults)
     unknown = sorted(set(chosen) - set(FAULTS))
     if unknown:

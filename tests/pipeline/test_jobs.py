@@ -99,11 +99,7 @@ def test_a_tile_goes_before_waiting_regions_and_closes_the_gate(
         time.sleep(0.01)
     assert gate.is_set()
     assert [f["key"] for f in pipeline.failures] == ["0-0", "t", "0-1024"]
-    pipeline._gate.close()
-    pipeline._events_log.close()  # run() closes these; this test drove the pipeline by hand
-    if pipeline._ledger is not None:
-        pipeline._ledger.close()
-    pipeline.executor.close()
+    pipeline.close()  # run() ends with it; this test drove the pipeline by hand
 
 
 def test_a_new_model_replaces_the_one_in_use_only_when_it_segments_better(tmp_path, stitch):
@@ -153,3 +149,67 @@ def test_a_new_model_replaces_the_one_in_use_only_when_it_segments_better(tmp_pa
     assert published()["model"] == third["model"]
     olivine = (models / "olivine" / "card.json").read_bytes()
     assert olivine == (models / third["model"] / "card.json").read_bytes()
+
+
+def test_the_advice_job_trains_the_subsets_it_lacks_and_scores_them_alike(tmp_path, stitch):
+    """Between trainings the advice trains on a quarter, a half and all of the EDS tiles;
+    after a training it takes that training's network IoU as the point of all of them. Every
+    point is scored on the same validation tiles, the earlier advice's points are kept, and
+    no subset model is left in the store."""
+    from semlive.pipeline._advice import advice_subsets
+    from semlive.virtual_sem import simulate
+
+    simulate(tmp_path / "session", "tiny", seed=1, eds_every=1)
+    store = stitch(tmp_path / "session", tmp_path / "store")
+    quick = {"patch_px": 64, "batch_size": 2, "patches_per_epoch": 4, "epochs": 1}
+    quick |= {"min_labelled_px": 1_000, "min_olivine_px": 10}
+    settings = Settings.model_validate({"olivine": quick})
+
+    def advice(key: str, **args: object) -> dict:
+        return run_job(JobSpec("advice", key, str(store), settings.model_dump_json(), args))
+
+    alone = advice("eds", planned=9)
+    training = len(alone["curve"])
+    assert 3 <= training <= len(advice_subsets(9))  # of 9 EDS tiles, about 7 train
+    assert [p["labelled_px"] for p in alone["curve"]] == sorted(
+        p["labelled_px"] for p in alone["curve"]
+    )
+    assert alone["eds_tiles"] == 9
+    assert alone["area_fraction"] == 1.0
+    assert alone["verdict"] in ("enough", "keep acquiring EDS")
+    largest = alone["curve"][-1]
+    full = {"model": "m", "trained": "m", "val_iou": 0.1, "network_val_iou": 0.5}
+    after = advice("eds-after", planned=9, full=full, history=alone["curve"])
+    assert after["curve"][:training] == alone["curve"]  # the earlier points kept
+    new = after["curve"][training:]
+    assert new[-1] == {"labelled_px": largest["labelled_px"], "iou": 0.5}  # the network's
+    assert [p["labelled_px"] for p in new[:-1]] == [p["labelled_px"] for p in alone["curve"][:-1]]
+    assert [p["iou"] for p in new[:-1]] == [p["iou"] for p in alone["curve"][:-1]]  # seeded
+    assert not [m for m in (store / "models").iterdir() if m.name.startswith(".advice")]
+
+
+def test_advice_between_trainings_every_step_of_the_planned_area_until_enough(
+    small_session, small_store, tmp_path
+):
+    store = tmp_path / "store"
+    shutil.copytree(small_store, store)
+    pipeline = Pipeline(small_session, store, Settings())
+    try:
+        assert pipeline.settings.pipeline.advice_every == 0.05  # of 36 planned tiles: 2
+        assert not pipeline._advice_due(20)  # no training yet
+        pipeline.tried_at_eds = pipeline.advised_at_eds = 4
+        assert not pipeline._advice_due(5)
+        assert pipeline._advice_due(6)
+        pipeline.advice = {"enough": False}
+        assert pipeline._advice_due(6)
+        pipeline.advice = {"enough": True}  # said: no more trainings for it between trainings
+        assert not pipeline._advice_due(30)
+        pipeline.advice = None
+        pipeline.finalising = True
+        assert not pipeline._advice_due(30)
+        pipeline.finalising = False
+        off = Settings.model_validate({"pipeline": {"advice_every": 0}})
+        pipeline.settings = off
+        assert not pipeline._advice_due(30)
+    finally:
+        pipeline.close()

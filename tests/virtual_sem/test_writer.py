@@ -137,6 +137,7 @@ def test_done_is_written_last(tiny_faulty_session):
         (["--preset", "huge"], "preset"),
         (["--grid", "0x4"], "--grid"),
         (["--overlap", "1.0"], "--overlap"),
+        (["--eds-every", "0"], "--eds-every"),
         (["--faults", "gremlins"], "fault"),
         (["--speed", "-1"], "--speed"),
     ],
@@ -178,3 +179,10 @@ def test_grid_and_overlap_override_the_preset(tmp_path):
     meta = json.loads((tmp_path / "g" / "session.json").read_text())
     assert meta["grid"] == {"rows": 2, "cols": 4, "overlap_fraction": 0.2}
     assert len(list((tmp_path / "g" / "tiles").glob("r*c*.json"))) == 8
+
+
+def test_eds_every_sets_how_many_tiles_have_eds_maps(tmp_path):
+    every = simulate(tmp_path / "all", "tiny", seed=1, eds_every=1)
+    assert every.eds_tiles == every.tiles == 9
+    assert len(list((tmp_path / "all" / "tiles").glob("*.eds.tif"))) == 9
+    assert simulate(tmp_path / "half", "tiny", seed=1, eds_every=2).eds_tiles == 6  # rows 0, 2

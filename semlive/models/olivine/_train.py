@@ -132,6 +132,7 @@ def train_olivine(
     _, probabilities = _validate(best_model, data.validation, norm, runtime)
     dlth, metrics = _choose_threshold(probabilities, data.validation, settings)
     metrics["network_dlth"] = dlth  # the network's own, before the crystal check's choice
+    metrics["network_validation"] = metrics["validation"]  # the network alone, at its dlth
     check = CrystalCheck()
     if settings.crystal_check:
         dlth, check, metrics["crystal_check"] = _fit_check(
@@ -202,8 +203,14 @@ def _card(
 
 
 def _normalisation(tiles: list[LabelledTile]) -> Normalisation:
-    values = np.concatenate([t.bse[t.bse > 0].ravel() for t in tiles])
-    return Normalisation(round(float(values.mean()), 3), round(float(values.std()) or 1.0, 3))
+    """Mean and standard deviation of the scanned BSE of ``tiles``, tile by tile in float64
+    (two passes; no copy of all the training BSE at once)."""
+    count = sum(int(np.count_nonzero(t.bse > 0)) for t in tiles)
+    if count == 0:
+        return Normalisation(0.0, 1.0)
+    mean = sum(float(t.bse[t.bse > 0].sum(dtype=np.float64)) for t in tiles) / count
+    squares = sum(float(np.square(t.bse[t.bse > 0].astype(np.float64) - mean).sum()) for t in tiles)
+    return Normalisation(round(mean, 3), round((squares / count) ** 0.5 or 1.0, 3))
 
 
 def _epochs_since_best(history: list[dict[str, float]]) -> int:
@@ -230,8 +237,8 @@ class _Sampler:
         lo, hi = np.percentile(olivine, [5, 95]) if olivine.size else (0.0, 0.0)
         self.centres = [
             (
-                np.flatnonzero(t.label == 1),
-                np.flatnonzero((t.label == 0) & (t.bse >= lo) & (t.bse <= hi)),
+                np.flatnonzero(t.label == 1).astype(np.int32),  # a tile has < 2³¹ px
+                np.flatnonzero((t.label == 0) & (t.bse >= lo) & (t.bse <= hi)).astype(np.int32),
             )
             for t in tiles
         ]
