@@ -434,7 +434,8 @@ class PipelineSettings(_Section):
     advice: bool = Field(
         True,
         description="Training-area advice: after each training, train again on a quarter and a "
-        "half of its tiles to fit the learning curve (costs two more trainings).",
+        "half of its tiles to fit the learning curve (costs two more trainings; see also "
+        "advice_every).",
     )
     advice_every: float = Field(
         0.05,

@@ -227,7 +227,8 @@ def _segmentation(s: dict[str, Any]) -> Panel:
         t.add_row("advice", Text(advice.get("message", ""), style="bold yellow"))
         curve = advice.get("curve") or []
         if curve:
-            t.add_row("curve", _spark([p["iou"] for p in curve]))
+            ordered = sorted(curve, key=lambda p: p["labelled_px"])  # IoU against area
+            t.add_row("curve", _spark([p["iou"] for p in ordered]))
     else:
         t.add_row("advice", "after the first model")
     return Panel(t, title="segmentation QA and EDS advice", title_align="left")

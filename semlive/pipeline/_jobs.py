@@ -326,7 +326,8 @@ def _advice(store: Path, settings: Settings, args: dict[str, Any]) -> tuple[str,
     if full is not None:  # the training this curve point is of
         key = str(full.get("trained", full["model"]))
     else:
-        key = _digest(*sorted(only or ()), *(t.name for t in data.validation))
+        tiles = sorted([*data.train, *data.validation], key=lambda t: t.name)
+        key = _digest(*[part for t in tiles for part in (t.name, t.bse, t.label)])
     fingerprint = _digest(
         key, settings.olivine.model_dump_json(), settings.pipeline.model_dump_json()
     )

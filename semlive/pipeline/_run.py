@@ -544,11 +544,13 @@ class Pipeline:
         """An advice between trainings: EDS tiles grown by ``pipeline.advice_every`` of the
         planned tiles since the last advice, a model trained, and no 'enough' said yet."""
         p = self.settings.pipeline
-        if not p.advice or not p.advice_every or self.tried_at_eds == 0 or self.finalising:
+        if not p.advice or not p.advice_every or self.model is None or self.finalising:
             return False
-        if self.advice is not None and self.advice.get("enough"):
+        if self.tried_at_eds == 0 or (self.advice is not None and self.advice.get("enough")):
             return False
         planned = int(self.plan["rows"]) * int(self.plan["cols"])
+        if planned == 0:  # no grid in session.json: the advice comes after trainings only
+            return False
         step = max(1, math.ceil(p.advice_every * planned))
         return eds >= self.advised_at_eds + step
 
@@ -633,7 +635,13 @@ class Pipeline:
             self.model, self.model_info = str(trained["model"]), trained
             self.tried_at_eds = int(trained["eds_tiles"])
             self._log_event("model", f"resuming with the olivine model {self.model}")
+        # the last advice given (a killed advice job leaves its row unfinished; the series
+        # keeps every advice given)
         advice = book.results("advice").get("eds")
+        given = book.series("advice")
+        if not advice and given:
+            advice = given[-1][1]
+        self.advised_at_eds = self.tried_at_eds
         if advice:
             self.advice = advice
             self.advised_at_eds = int(advice.get("eds_tiles") or self.tried_at_eds)

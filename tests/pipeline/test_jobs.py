@@ -198,6 +198,8 @@ def test_advice_between_trainings_every_step_of_the_planned_area_until_enough(
         assert pipeline.settings.pipeline.advice_every == 0.05  # of 36 planned tiles: 2
         assert not pipeline._advice_due(20)  # no training yet
         pipeline.tried_at_eds = pipeline.advised_at_eds = 4
+        assert not pipeline._advice_due(20)  # a training tried, but no model from it
+        pipeline.model = "olivine"
         assert not pipeline._advice_due(5)
         assert pipeline._advice_due(6)
         pipeline.advice = {"enough": False}
