@@ -230,6 +230,15 @@ def _model_id(store: Path, name: str) -> str:
 # -- olivine: training ---------------------------------------------------------------------
 
 
+def _training_digest(data: Any, settings: Settings) -> str:
+    """The fingerprint of a training: its settings, every tile's data and the split."""
+    parts: list[bytes | str | NDArray[Any]] = [settings.olivine.model_dump_json()]
+    for tile in [*data.train, *data.validation]:
+        parts += [tile.name, tile.bse, tile.label]
+    parts.append(json.dumps(data.split, sort_keys=True, default=str))
+    return _digest(*parts)
+
+
 def _train(store: Path, settings: Settings, args: dict[str, Any]) -> tuple[str, Work]:
     """Train on every EDS tile the store holds now; the model's folder is named by the
     fingerprint of its training data, so a killed training resumes its own epochs. The new
@@ -239,11 +248,7 @@ def _train(store: Path, settings: Settings, args: dict[str, Any]) -> tuple[str, 
 
     only = None if args.get("tiles") is None else set(args["tiles"])
     data = load_training_data(store, settings.olivine, only)
-    parts: list[bytes | str | NDArray[Any]] = [settings.olivine.model_dump_json()]
-    for tile in [*data.train, *data.validation]:
-        parts += [tile.name, tile.bse, tile.label]
-    parts.append(json.dumps(data.split, sort_keys=True, default=str))
-    fingerprint = _digest(*parts)
+    fingerprint = _training_digest(data, settings)
     name = f".{MODEL_NAME}-{fingerprint[:12]}"  # by the data: a killed training resumes
     current = args.get("current")
     against = ""  # the job is done with these data against this model in use
@@ -323,11 +328,8 @@ def _advice(store: Path, settings: Settings, args: dict[str, Any]) -> tuple[str,
     only = None if args.get("tiles") is None else set(args["tiles"])
     data = load_training_data(store, settings.olivine, only)
     full = args.get("full")
-    if full is not None:  # the training this curve point is of
-        key = str(full.get("trained", full["model"]))
-    else:
-        tiles = sorted([*data.train, *data.validation], key=lambda t: t.name)
-        key = _digest(*[part for t in tiles for part in (t.name, t.bse, t.label)])
+    # the training this curve point is of, or (between trainings) the data, as a training's
+    key = str(full.get("trained", full["model"])) if full else _training_digest(data, settings)
     fingerprint = _digest(
         key, settings.olivine.model_dump_json(), settings.pipeline.model_dump_json()
     )

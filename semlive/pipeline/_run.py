@@ -638,9 +638,9 @@ class Pipeline:
         # the last advice given (a killed advice job leaves its row unfinished; the series
         # keeps every advice given)
         advice = book.results("advice").get("eds")
-        given = book.series("advice")
-        if not advice and given:
-            advice = given[-1][1]
+        if not advice:
+            given = book.series("advice")
+            advice = given[-1][1] if given else None
         self.advised_at_eds = self.tried_at_eds
         if advice:
             self.advice = advice

@@ -205,10 +205,13 @@ def _card(
 def _normalisation(tiles: list[LabelledTile]) -> Normalisation:
     """Mean and standard deviation of the scanned BSE of ``tiles``, tile by tile in float64
     (two passes; no copy of all the training BSE at once)."""
-    count = sum(int(np.count_nonzero(t.bse > 0)) for t in tiles)
+    count, total = 0, 0.0
+    for t in tiles:
+        scanned = t.bse[t.bse > 0]
+        count, total = count + scanned.size, total + float(scanned.sum(dtype=np.float64))
     if count == 0:
         return Normalisation(0.0, 1.0)
-    mean = sum(float(t.bse[t.bse > 0].sum(dtype=np.float64)) for t in tiles) / count
+    mean = total / count
     squares = sum(float(np.square(t.bse[t.bse > 0].astype(np.float64) - mean).sum()) for t in tiles)
     return Normalisation(round(mean, 3), round((squares / count) ** 0.5 or 1.0, 3))
 
