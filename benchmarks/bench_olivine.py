@@ -8,7 +8,7 @@ would take at that rate); and, unless ``--no-train``, training by ``semlive trai
 `small` session with its throughput (Mpx/s of patches) and the IoU / OA reached against the
 virtual SEM's truth on the tiles it never saw. Prints one JSON object.
 
-    .venv/bin/python benchmarks/bench_olivine.py [--session DIR] [--arch NAME ...]
+    .venv/bin/python benchmarks/bench_olivine.py [--session DIR | --seed N] [--arch NAME ...]
         [--epochs N] [--no-train | --train-only NAME ...] [--device cpu|cuda]
 """
 
@@ -79,6 +79,9 @@ def stitched(session: Path, store: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--session", type=Path, help="a simulated session (default: small, seed 0)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the simulated `small` session (no --session)"
+    )
     parser.add_argument("--arch", action="append", help="architecture(s) to measure")
     parser.add_argument(
         "--epochs", type=int, default=None, help="training epochs (default: config)"
@@ -99,7 +102,7 @@ def main() -> None:
     session = args.session
     if session is None:
         session = work / "session"
-        simulate(session, "small", seed=0)
+        simulate(session, "small", seed=args.seed)
     base_store = work / "store"
     stitched(session, base_store)
     result: dict[str, object] = {

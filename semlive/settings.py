@@ -230,7 +230,13 @@ class OlivineSettings(_Section):
     )
     epochs: int = Field(40, ge=1, le=10_000, description="Most training epochs.")
     patience: int = Field(
-        6, ge=1, description="Early stopping: epochs without a lower validation loss."
+        0,
+        ge=0,
+        description="Early stopping: stop after this many epochs without a lower validation "
+        "loss and keep the epoch of the lowest; 0: no early stopping, the whole schedule runs "
+        "and the last epoch's weights are kept (the learning rate annealed to its floor: on a "
+        "few validation tiles the lowest loss is noisy and often falls early, at a high learning "
+        "rate, and such a model segments unseen tiles worse).",
     )
     batch_size: int = Field(8, ge=1, description="Training patches per step.")
     micro_batch: int = Field(
@@ -289,10 +295,12 @@ class OlivineSettings(_Section):
     )
     crystal_check: bool = Field(
         True,
-        description="After dlth, drop predicted crystals whose interior BSE is flatter than "
-        "the session's olivines (clinopyroxene looks like olivine pixel by pixel but is not "
-        "zoned); the flatness threshold and an auto dlth are chosen together on the EDS tiles, "
-        "and the check stays off where it does not raise the IoU against their labels.",
+        description="After dlth, drop predicted crystals whose interior BSE is flat and whose "
+        "interior mean grey lies in the band of the session's clinopyroxene (it looks like "
+        "olivine pixel by pixel, but is not zoned and fills a narrower band of grey); the "
+        "flatness threshold and the band are chosen on the EDS tiles, from the network's "
+        "crystals and the clinopyroxene the EDS rules find there, and the check stays off where "
+        "it does not raise the IoU against their labels.",
     )
     window_px: int = Field(
         1024, ge=64, le=4096, description="Side of the sliding inference windows (px)."

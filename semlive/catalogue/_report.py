@@ -318,6 +318,20 @@ def _calibration(store: Path) -> str:
     )
 
 
+def _check_rule(check: dict[str, float]) -> str:
+    """The model card's crystal check in words (as ``CrystalCheck.describe`` says it)."""
+    if not check:
+        return "off"
+    rule = f"crystals with interior BSE spread below {check['max_core_std_dn']:,.0f} DN"
+    if "band_low_dn" in check or "band_high_dn" in check:
+        low, high = check.get("band_low_dn"), check.get("band_high_dn")
+        rule += (
+            f" whose interior mean BSE is {'any' if low is None else f'{low:,.0f}'}–"
+            f"{'any' if high is None else f'{high:,.0f}'} DN"
+        )
+    return rule + " dropped"
+
+
 def _segmentation(store: Path) -> str:
     path = store / "models" / "olivine" / "card.json"
     if not path.is_file():
@@ -332,12 +346,7 @@ def _segmentation(store: Path) -> str:
         ["training tiles", len(card.get("training_tiles", []))],
         ["validation IoU (EDS labels)", validation.get("iou", float("nan"))],
         ["validation overall accuracy", validation.get("overall_accuracy", float("nan"))],
-        [
-            "crystal check",
-            f"crystals with interior BSE spread below {check['max_core_std_dn']:.0f} DN dropped"
-            if check
-            else "off",
-        ],
+        ["crystal check", _check_rule(check)],
     ]
     if scores:
         rows.append(

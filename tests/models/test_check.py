@@ -1,5 +1,6 @@
-"""The crystal check: crystals too flat for an olivine dropped, with a threshold learnt from
-EDS labels, on synthetic crystals with the virtual SEM's noise."""
+"""The crystal check: crystals too flat for an olivine, in the grey band of its look-alikes,
+dropped, with a threshold and band learnt from EDS labels, on synthetic crystals with the
+virtual SEM's noise."""
 
 import json
 from dataclasses import replace
@@ -10,7 +11,7 @@ from scipy import ndimage as ndi
 
 from semlive.models import build_network
 from semlive.models._checkpoint import ModelCard, Normalisation, load_model, save_model
-from semlive.models.olivine import CrystalCheck, crystal_spreads, fit_crystal_check
+from semlive.models.olivine import CrystalCheck, crystal_features, fit_crystal_check
 
 NOISE_DN = 590.0  # the virtual SEM's BSE noise per pixel
 
@@ -67,7 +68,8 @@ def test_the_check_stays_off_where_it_gains_nothing():
 
 def test_only_labelled_pixels_count_and_small_crystals_are_not_judged():
     grey, mask, olivine = _scene(3, ZONED, FLAT, SMALL)
-    crystals, spread = crystal_spreads(grey, mask, CrystalCheck())
+    features = crystal_features(grey, mask, CrystalCheck())
+    crystals, spread = features.crystals, features.spread
     assert np.isinf(spread[0])
     small = [crystals[r, c] for r, c, _ in SMALL]
     assert np.isinf(spread[small]).all()
@@ -90,10 +92,15 @@ def test_the_card_carries_the_check_and_older_cards_have_none(tmp_path):
     del older["crystal_check"]  # a card written before the check existed
     path.write_text(json.dumps(older))
     assert load_model(tmp_path / "old")[1].crystal_check == {}
-    checked = replace(card, crystal_check=CrystalCheck(140.5).as_dict())
-    save_model(tmp_path / "new", model, checked)
-    loaded = load_model(tmp_path / "new")[1]
-    assert CrystalCheck.from_card(loaded.crystal_check) == CrystalCheck(140.5)
+    for check in (
+        CrystalCheck(140.5),  # no band: the flatness alone decides
+        CrystalCheck(140.5, band_low_dn=29_000.0, band_high_dn=30_100.0),
+        CrystalCheck(140.5, band_low_dn=29_000.0),  # open above
+    ):
+        save_model(tmp_path / "new", model, replace(card, crystal_check=check.as_dict()))
+        loaded = load_model(tmp_path / "new")[1]
+        json.loads((tmp_path / "new" / "card.json").read_text(), parse_constant=pytest.fail)
+        assert CrystalCheck.from_card(loaded.crystal_check) == check
 
 
 def _iou(mask, label):
@@ -119,7 +126,85 @@ def test_unscanned_pixels_do_not_make_a_flat_crystal_look_zoned():
     r, c, _ = FLAT[0]
     strip = np.zeros_like(grey)
     strip[r - 7 : r + 7] = grey[r - 7 : r + 7]  # only a 14-row strip across it was scanned
-    crystals, spread = crystal_spreads(strip, mask & (strip > 0), check)
+    features = crystal_features(strip, mask & (strip > 0), check)
+    crystals, spread = features.crystals, features.spread
     # smoothing 0 DN in would spread it to ~1,100 DN, far above the threshold (~210)
     assert spread[crystals[r, c]] < check.max_core_std_dn
     assert not check.apply(strip, mask & (strip > 0))[r, c]
+
+
+def _crystals(seed, disks, size=(360, 900)):
+    """Disks (row, col, radius, core DN, rim DN, olivine?) on a glass groundmass of 25,000 DN,
+    the grey level changing linearly from core to rim, with the beam's blur and noise."""
+    rng = np.random.default_rng(seed)
+    rr, cc = np.mgrid[: size[0], : size[1]]
+    grey = np.full(size, 25_000.0)
+    mask = np.zeros(size, bool)
+    olivine = np.zeros(size, bool)
+    for r, c, radius, core, rim, is_olivine in disks:
+        dist = np.hypot(rr - r, cc - c)
+        disk = dist <= radius
+        grey[disk] = (core + (rim - core) * dist / radius)[disk]
+        mask |= disk
+        olivine |= disk & is_olivine
+    grey = ndi.gaussian_filter(grey, 0.6) + rng.normal(0, NOISE_DN, size)
+    return grey, mask, olivine
+
+
+def test_look_alikes_are_dropped_only_in_their_grey_band():
+    """Flat olivines darker and brighter than the look-alikes are kept: the band is learnt
+    from where the EDS labels put the flat look-alikes, halfway to the nearest flat olivine."""
+    training = [
+        (90, 90, 60, 27_000, 27_000, True),  # flat olivine, Mg-rich
+        (90, 260, 55, 31_000, 31_000, True),  # flat olivine, Fe-rich
+        (90, 440, 60, 28_000, 30_600, True),  # zoned olivine across the look-alikes' band
+        (90, 620, 55, 29_300, 29_300, False),  # flat look-alikes
+        (90, 800, 60, 29_800, 29_800, False),
+        (260, 150, 60, 27_400, 27_400, True),
+        (260, 450, 50, 29_550, 29_550, False),
+    ]
+    grey, mask, olivine = _crystals(6, training)
+    check, scores = fit_crystal_check([(grey, mask, olivine, np.ones_like(mask))])
+    assert scores["eds_iou_with"] == pytest.approx(1.0)
+    assert scores["dropped"] == 3
+    assert 27_400 < check.band_low_dn < 29_300
+    assert 29_800 < check.band_high_dn < 31_000
+    # the flatness alone cannot do it: the flat olivines would go with the look-alikes
+    flat_only = replace(check, band_low_dn=-np.inf, band_high_dn=np.inf)
+    assert _iou(flat_only.apply(grey, mask), olivine) < 0.7
+    # a new scene: flat olivines outside the band and a zoned one across it stay
+    grey2, mask2, olivine2 = _crystals(
+        7,
+        [
+            (100, 100, 70, 27_600, 27_600, True),
+            (100, 300, 50, 30_800, 30_800, True),
+            (100, 520, 80, 30_400, 28_200, True),  # reversely zoned
+            (260, 300, 70, 29_450, 29_450, False),
+            (260, 700, 60, 29_900, 29_900, False),
+        ],
+    )
+    assert np.array_equal(check.apply(grey2, mask2), olivine2)
+    assert "whose interior mean BSE is" in check.describe()
+
+
+def test_the_crystal_mean_is_of_its_own_pixels_not_its_surroundings():
+    """A small crystal's mean grey is not pulled toward the groundmass around it."""
+    grey, mask, _ = _crystals(8, [(50, 50, 6, 29_500, 29_500, False)], size=(100, 100))
+    features = crystal_features(grey, mask, CrystalCheck(min_core_px=5))
+    (crystal,) = np.unique(features.crystals[mask])
+    assert features.mean[crystal] == pytest.approx(29_500, abs=150)
+    assert np.isfinite(features.spread[crystal])
+
+
+def test_the_report_states_the_check_as_the_model_does():
+    """The report reads the card without torch, so it words the check itself: the same words."""
+    from semlive.catalogue._report import _check_rule
+
+    assert _check_rule({}) == "off"
+    for check in (
+        CrystalCheck(140.5),
+        CrystalCheck(140.5, band_low_dn=29_000.0, band_high_dn=30_100.0),
+        CrystalCheck(96.0, band_low_dn=28_975.5),
+        CrystalCheck(96.0, band_high_dn=30_975.5),
+    ):
+        assert _check_rule(check.as_dict()) == check.describe()

@@ -6,8 +6,19 @@ network (:mod:`semlive.models`'s registry) learns BSE → olivine from the EDS-c
 with overlapping sliding windows into ``bse/labels/olivine``.
 """
 
-from semlive.models.olivine._check import CrystalCheck, crystal_spreads, fit_crystal_check
-from semlive.models.olivine._data import IGNORE, LabelledTile, TrainingData, load_training_data
+from semlive.models.olivine._check import (
+    CrystalCheck,
+    CrystalFeatures,
+    crystal_features,
+    fit_crystal_check,
+)
+from semlive.models.olivine._data import (
+    IGNORE,
+    LOOKALIKE,
+    LabelledTile,
+    TrainingData,
+    load_training_data,
+)
 from semlive.models.olivine._evaluate import (
     agreement_with_eds,
     eds_tile_mask,
@@ -40,8 +51,10 @@ from semlive.models.olivine._train import (
 __all__ = [
     "IGNORE",
     "LABEL_PATH",
+    "LOOKALIKE",
     "PROBABILITY_PATH",
     "CrystalCheck",
+    "CrystalFeatures",
     "LabelledTile",
     "OlivineSegmenter",
     "RegionResult",
@@ -49,7 +62,7 @@ __all__ = [
     "TrainProgress",
     "TrainingData",
     "agreement_with_eds",
-    "crystal_spreads",
+    "crystal_features",
     "default_architecture",
     "eds_tile_mask",
     "evaluate_against_truth",

@@ -1,23 +1,29 @@
-"""The crystal check: predicted crystals whose interior BSE is too flat for an olivine.
+"""The crystal check: predicted crystals that are too flat, in the wrong grey band, for olivine.
 
 Clinopyroxene's BSE grey level lies inside olivine's range, so a network that sees a patch of
-it often cannot tell the two apart pixel by pixel. The crystals differ as wholes: olivine
-phenocrysts are zoned (their grey level changes from core to rim as Fe/Mg does), augite much
-less. The check measures each connected crystal of the network's mask by the spread of its
-interior BSE (the standard deviation of the Gaussian-smoothed grey level over the pixels at
-least ``core_depth_px`` and ``core_fraction`` of the crystal's largest depth inside it: away
-from the rim, where the mask's edge and the beam's blur mix the neighbours in) and drops
-crystals flatter than a threshold.
+it often cannot tell the two apart pixel by pixel. The crystals differ as wholes:
 
-The threshold is not set by hand: it is chosen on the session's own EDS tiles, where the EDS
-labels say which predicted crystals are olivine, as the one that maximises the IoU against those
-labels (the same way ``dlth`` is chosen). Where no threshold gains at least
-``MIN_GAIN`` IoU there, the check stays off. Crystals with fewer than ``min_core_px`` interior
-pixels (microlites, whose zoning cannot be seen) are always kept.
+- olivine phenocrysts are zoned (their grey level changes from core to rim as Fe/Mg does),
+  augite much less: the *spread* of a crystal's interior BSE (the standard deviation of the
+  Gaussian-smoothed grey level over the pixels at least ``core_depth_px`` and ``core_fraction``
+  of the crystal's largest depth inside it: away from the rim, where the mask's edge and the
+  beam's blur mix the neighbours in);
+- averaged over a whole crystal, the grey level is precise (the BSE noise of one pixel is
+  ~600 DN, of a hundred-pixel mean ~60 DN), and a session's clinopyroxene fills a narrower
+  *band* of mean grey than its olivine, which spans its whole Fe/Mg range: the *mean* of the
+  crystal's interior BSE.
+
+A crystal is dropped when its spread is below ``max_core_std_dn`` and its mean lies within
+[``band_low_dn``, ``band_high_dn``] (unbounded by default: the flatness alone decides). Neither
+is set by hand: both are chosen on the session's own EDS tiles, where the EDS labels say which
+predicted crystals are olivine, as the pair that maximises the IoU against those labels (the way
+``dlth`` is chosen). Where no choice gains at least ``MIN_GAIN`` IoU there, the check stays off.
+Crystals with fewer than ``min_core_px`` interior pixels are always kept.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 
@@ -29,24 +35,29 @@ __all__ = [
     "MIN_GAIN",
     "CheckFit",
     "CrystalCheck",
-    "crystal_spreads",
+    "CrystalFeatures",
+    "crystal_features",
     "fit_crystal_check",
     "smoothed",
 ]
 
 MIN_GAIN = 0.005  # IoU against the EDS labels that the check must gain to be switched on
+_SPREAD_CANDIDATES = 64  # spread thresholds tried by the fit (quantiles of the judged crystals)
+_PLATEAU_IOU = 0.001  # spread thresholds whose IoU is this close to the best count as as good
 
 
 @dataclass(frozen=True, slots=True)
 class CrystalCheck:
-    """Drop predicted crystals whose interior BSE spread is below ``max_core_std_dn``
-    (0: the check is off)."""
+    """Drop predicted crystals whose interior BSE spread is below ``max_core_std_dn`` and whose
+    interior mean grey lies in [``band_low_dn``, ``band_high_dn``] (0: the check is off)."""
 
     max_core_std_dn: float = 0.0
     smooth_sigma_px: float = 2.0
     core_depth_px: float = 3.0
     core_fraction: float = 0.3
     min_core_px: int = 100
+    band_low_dn: float = -math.inf
+    band_high_dn: float = math.inf
 
     @classmethod
     def from_card(cls, values: dict[str, float]) -> CrystalCheck:
@@ -54,15 +65,51 @@ class CrystalCheck:
         return cls(**{k: v for k, v in values.items() if k in names})  # type: ignore[arg-type]
 
     def as_dict(self) -> dict[str, float]:
-        return asdict(self)
+        """The card's form: an unbounded band edge is left out (JSON has no infinity)."""
+        return {k: v for k, v in asdict(self).items() if math.isfinite(v)}
 
     def apply(self, grey: NDArray[np.floating], mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
-        """``mask`` without its crystals flatter than the threshold."""
+        """``mask`` without its crystals that the check drops."""
         if self.max_core_std_dn <= 0 or not mask.any():
             return mask
-        crystals, spread = crystal_spreads(grey, mask, self)
-        flat = spread < self.max_core_std_dn
-        out: NDArray[np.bool_] = mask & ~flat[crystals]
+        features = crystal_features(grey, mask, self)
+        out: NDArray[np.bool_] = mask & ~self.drops(features)[features.crystals]
+        return out
+
+    def drops(self, features: CrystalFeatures) -> NDArray[np.bool_]:
+        """Per crystal (index 0: the background, never dropped): whether the check drops it."""
+        return (
+            (features.spread < self.max_core_std_dn)
+            & (features.mean >= self.band_low_dn)
+            & (features.mean <= self.band_high_dn)
+        )
+
+    def describe(self) -> str:
+        """The rule in words, for logs and the report."""
+        if self.max_core_std_dn <= 0:
+            return "off"
+        band = ""
+        if math.isfinite(self.band_low_dn) or math.isfinite(self.band_high_dn):
+            low = f"{self.band_low_dn:,.0f}" if math.isfinite(self.band_low_dn) else "any"
+            high = f"{self.band_high_dn:,.0f}" if math.isfinite(self.band_high_dn) else "any"
+            band = f" whose interior mean BSE is {low}–{high} DN"
+        return (
+            f"crystals with interior BSE spread below {self.max_core_std_dn:,.0f} DN{band} dropped"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CrystalFeatures:
+    """The connected crystals of a mask (0 = background) and, per crystal (index 0 and
+    crystals too small to judge: spread +inf), the spread and mean of its interior BSE."""
+
+    crystals: NDArray[np.int32]
+    spread: NDArray[np.float64]
+    mean: NDArray[np.float64]
+
+    @property
+    def judged(self) -> NDArray[np.bool_]:
+        out: NDArray[np.bool_] = np.isfinite(self.spread)
         return out
 
 
@@ -76,44 +123,51 @@ def smoothed(grey: NDArray[np.floating], sigma: float) -> NDArray[np.float32]:
     return out
 
 
-def crystal_spreads(
+def crystal_features(
     grey: NDArray[np.floating],
     mask: NDArray[np.bool_],
     check: CrystalCheck,
     smooth: NDArray[np.float32] | None = None,
-) -> tuple[NDArray[np.int32], NDArray[np.float64]]:
-    """Connected crystals of ``mask`` (0 = background) and each one's interior BSE spread
-    (index 0 and crystals too small to judge: +inf); ``smooth``: :func:`smoothed` ``grey``,
-    when already made."""
+) -> CrystalFeatures:
+    """Each connected crystal of ``mask`` measured over its interior: the pixels at least
+    ``core_depth_px`` (or, for a crystal not that deep, its deepest pixels) and
+    ``core_fraction`` of its largest depth inside it. The spread is taken on the smoothed BSE
+    (``smooth``: :func:`smoothed` ``grey``, when already made), the mean on the BSE itself
+    (smoothing would mix the surroundings into a small crystal's few interior pixels)."""
     crystals, n = ndi.label(mask)
     if smooth is None:
         smooth = smoothed(grey, check.smooth_sigma_px)
     depth = ndi.distance_transform_edt(mask, return_indices=False).astype(np.float32)
     inside = np.full(n + 1, np.inf, np.float32)
     if n:
-        deepest = ndi.maximum(depth, crystals, np.arange(1, n + 1))
-        inside[1:] = np.maximum(check.core_depth_px, check.core_fraction * np.asarray(deepest))
+        deepest = np.asarray(ndi.maximum(depth, crystals, np.arange(1, n + 1)), np.float32)
+        inside[1:] = np.maximum(
+            np.minimum(check.core_depth_px, deepest), check.core_fraction * deepest
+        )
     core = depth >= inside[crystals]
     ids = crystals[core]
     values = smooth[core].astype(np.float64)
     count = np.bincount(ids, minlength=n + 1).astype(np.float64)
     total = np.bincount(ids, values, minlength=n + 1)
     squares = np.bincount(ids, values * values, minlength=n + 1)
+    raw = np.bincount(ids, np.asarray(grey, np.float64)[core], minlength=n + 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = total / count
         spread = np.sqrt(np.maximum(squares / count - mean * mean, 0.0))
+        level = raw / count
     spread[count < check.min_core_px] = np.inf
     spread[0] = np.inf
-    return crystals, spread
+    return CrystalFeatures(crystals.astype(np.int32, copy=False), spread, level)
 
 
 class CheckFit:
     """Tallies, tile by tile, what dropping each judged crystal would do to the IoU against
-    the EDS labels; :meth:`result` then chooses the threshold."""
+    the EDS labels; :meth:`result` then chooses the spread threshold and the grey band."""
 
     def __init__(self, check: CrystalCheck | None = None) -> None:
         self.base = check or CrystalCheck()
         self.spreads: list[NDArray[np.float64]] = []
+        self.means: list[NDArray[np.float64]] = []
         self.tps: list[NDArray[np.float64]] = []
         self.fps: list[NDArray[np.float64]] = []
         self.tp = self.fp = self.fn = 0.0
@@ -127,52 +181,128 @@ class CheckFit:
         smooth: NDArray[np.float32] | None = None,
     ) -> None:
         """One tile: its BSE, the network's mask, the EDS olivine label, the labelled pixels."""
-        crystals, spread = crystal_spreads(grey, mask, self.base, smooth)
-        n = spread.size
+        features = crystal_features(grey, mask, self.base, smooth)
+        crystals, n = features.crystals, features.spread.size
         hit = crystals[mask & known & label]
         miss = crystals[mask & known & ~label]
         self.tp += hit.size
         self.fp += miss.size
         self.fn += float(np.count_nonzero(~mask & known & label))
-        judged = np.isfinite(spread)
-        self.spreads.append(spread[judged])
+        judged = features.judged
+        self.spreads.append(features.spread[judged])
+        self.means.append(features.mean[judged])
         self.tps.append(np.bincount(hit, minlength=n)[judged].astype(np.float64))
         self.fps.append(np.bincount(miss, minlength=n)[judged].astype(np.float64))
 
+    def iou(self, check: CrystalCheck) -> float:
+        """The IoU over the tiles added with ``check`` applied (one of the same judging)."""
+        if check.max_core_std_dn <= 0:
+            dropped_tp = dropped_fp = 0.0
+        else:
+            spread, mean, tps, fps = (
+                np.concatenate(parts) if parts else np.empty(0)
+                for parts in (self.spreads, self.means, self.tps, self.fps)
+            )
+            drop = check.drops(CrystalFeatures(np.empty(0, np.int32), spread, mean))
+            dropped_tp, dropped_fp = float(tps[drop].sum()), float(fps[drop].sum())
+        union = self.tp + self.fp + self.fn - dropped_fp
+        return (self.tp - dropped_tp) / union if union > 0 else 0.0
+
     def result(self) -> tuple[CrystalCheck, dict[str, float]]:
-        """The threshold that maximises the IoU over the tiles added (off where none gains
-        ``MIN_GAIN``), and the IoU without and with it."""
-        tp, fp, fn, base = self.tp, self.fp, self.fn, self.base
-        spread = np.concatenate(self.spreads) if self.spreads else np.empty(0)
-        order = np.argsort(spread, kind="stable")
-        spread = spread[order]
-        tps = np.concatenate(self.tps) if self.tps else np.empty(0)
-        fps = np.concatenate(self.fps) if self.fps else np.empty(0)
-        lost = np.concatenate([[0.0], np.cumsum(tps[order])])
-        cut = np.concatenate([[0.0], np.cumsum(fps[order])])
-        # dropping the k flattest crystals: tp - lost[k], fp - cut[k], fn + lost[k]
-        union = tp + fp + fn - cut
-        iou = np.divide(tp - lost, union, out=np.zeros_like(union), where=union > 0)
-        # a threshold can only fall between two different spreads (ties go together), above 0
-        between = np.ones(iou.size, bool)
-        between[1:-1] = spread[1:] > spread[:-1]
-        between[1:] &= spread > 0
-        iou[~between] = -np.inf
-        k = int(np.argmax(iou))
-        scores = {
-            "eds_iou_without": float(iou[0]),
-            "eds_iou_with": float(iou[k]),
-            "judged": len(order),
-        }
-        if k == 0 or iou[k] - iou[0] < MIN_GAIN:
-            return replace(base, max_core_std_dn=0.0), {
+        """The spread threshold and grey band that maximise the IoU over the tiles added (off
+        where none gains ``MIN_GAIN``), and the IoU without and with them."""
+        spread, mean, tps, fps = (
+            np.concatenate(parts) if parts else np.empty(0)
+            for parts in (self.spreads, self.means, self.tps, self.fps)
+        )
+        union = self.tp + self.fp + self.fn
+        before = self.tp / union if union > 0 else 0.0
+        choices = [
+            _best_band(spread < threshold, mean, tps, fps, self.tp, union, threshold)
+            for threshold in _spread_thresholds(spread)
+        ]
+        top = max((c.iou for c in choices), default=-math.inf)
+        # the middle of the thresholds that do (nearly) as well: as far from the flat crystals
+        # as from the zoned ones, and with the flat olivines near the band inside the rule
+        plateau = [c for c in choices if c.iou >= top - _PLATEAU_IOU]
+        best = plateau[len(plateau) // 2] if top > before else _Choice(before, 0, 0, 0, 0)
+        scores = {"eds_iou_without": before, "eds_iou_with": best.iou, "judged": spread.size}
+        if best.dropped == 0 or best.iou - before < MIN_GAIN:
+            return replace(self.base, max_core_std_dn=0.0), {
                 **scores,
-                "eds_iou_with": float(iou[0]),
+                "eds_iou_with": before,
                 "dropped": 0,
             }
-        above = spread[k] if k < spread.size else spread[k - 1] * 1.1
-        threshold = float(0.5 * (spread[k - 1] + above))
-        return replace(base, max_core_std_dn=threshold), {**scores, "dropped": k}
+        check = replace(
+            self.base,
+            max_core_std_dn=best.threshold,
+            band_low_dn=best.low,
+            band_high_dn=best.high,
+        )
+        return check, {**scores, "dropped": best.dropped}
+
+
+@dataclass(frozen=True, slots=True)
+class _Choice:
+    iou: float
+    threshold: float
+    low: float
+    high: float
+    dropped: int
+
+
+def _spread_thresholds(spread: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Spread thresholds worth trying: halfway between neighbouring distinct spreads, at most
+    ``_SPREAD_CANDIDATES`` of them (quantiles), and one above all."""
+    values = np.unique(spread[spread > 0])
+    if values.size == 0:
+        return np.empty(0)
+    cuts = np.concatenate([0.5 * (values[1:] + values[:-1]), [values[-1] * 1.1]])
+    if cuts.size > _SPREAD_CANDIDATES:
+        picks = np.linspace(0, cuts.size - 1, _SPREAD_CANDIDATES).round().astype(int)
+        cuts = cuts[np.unique(picks)]
+    return cuts
+
+
+def _best_band(
+    flat: NDArray[np.bool_],
+    mean: NDArray[np.float64],
+    tps: NDArray[np.float64],
+    fps: NDArray[np.float64],
+    tp: float,
+    union: float,
+    threshold: float,
+) -> _Choice:
+    """Among the crystals flatter than ``threshold``, the run of neighbours in mean grey whose
+    dropping gives the highest IoU (TP − T) / (union − F), by Dinkelbach's iteration: for a
+    trial IoU λ the best run maximises Σ(λ·f − t), a maximum-sum subarray; λ then rises to
+    that run's IoU until it no longer does. The band's edges fall halfway to the nearest flat
+    crystals left out (unbounded where none is)."""
+    index = np.flatnonzero(flat)
+    if index.size == 0 or union <= 0:
+        return _Choice(-math.inf, threshold, -math.inf, math.inf, 0)
+    index = index[np.argsort(mean[index], kind="stable")]
+    t, f, m = tps[index], fps[index], mean[index]
+    lam, run = tp / union, (0, 0)
+    for _ in range(50):
+        prefix = np.concatenate([[0.0], np.cumsum(lam * f - t)])
+        lowest = np.minimum.accumulate(prefix)
+        stop = int(np.argmax(prefix[1:] - lowest[:-1])) + 1
+        start = int(np.argmax(prefix[:stop] == lowest[stop - 1]))
+        trial = (tp - t[start:stop].sum()) / (union - f[start:stop].sum())
+        if trial <= lam + 1e-12:
+            break
+        lam, run = trial, (start, stop)
+    start, stop = run
+    if stop == start:
+        return _Choice(-math.inf, threshold, -math.inf, math.inf, 0)
+    low = 0.5 * (m[start - 1] + m[start]) if start > 0 else -math.inf
+    high = 0.5 * (m[stop - 1] + m[stop]) if stop < m.size else math.inf
+    # scored as the rule applies (crystals tied in mean with the run's ends go with it)
+    dropped = flat & (mean >= low) & (mean <= high)
+    rest = union - fps[dropped].sum()
+    iou = (tp - tps[dropped].sum()) / rest if rest > 0 else 0.0
+    return _Choice(float(iou), threshold, low, high, int(dropped.sum()))
 
 
 def fit_crystal_check(
@@ -181,9 +311,10 @@ def fit_crystal_check(
     ],
     check: CrystalCheck | None = None,
 ) -> tuple[CrystalCheck, dict[str, float]]:
-    """The threshold that maximises the IoU of the checked masks against the EDS labels over
-    the labelled pixels of the EDS tiles, and the IoU without and with it. ``tiles`` yields
-    (BSE, the network's mask, EDS olivine label, labelled pixels) per tile, one at a time."""
+    """The spread threshold and grey band that maximise the IoU of the checked masks against
+    the EDS labels over the labelled pixels of the EDS tiles, and the IoU without and with
+    them. ``tiles`` yields (BSE, the network's mask, EDS olivine label, labelled pixels) per
+    tile, one at a time."""
     fit = CheckFit(check)
     for grey, mask, label, known in tiles:
         fit.add(grey, mask, label, known)

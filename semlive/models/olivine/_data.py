@@ -25,13 +25,14 @@ from semlive.errors import InputDataError
 from semlive.records import SessionInfo
 from semlive.settings import CalibrationSettings, OlivineSettings
 
-from ._rules import olivine_labels, refine_labels
+from ._rules import RuleSet, load_rule_set, olivine_labels, refine_labels
 
-__all__ = ["IGNORE", "LabelledTile", "TrainingData", "load_training_data"]
+__all__ = ["IGNORE", "LOOKALIKE", "LabelledTile", "TrainingData", "load_training_data"]
 
 logger = logging.getLogger(__name__)
 
 IGNORE = 255
+LOOKALIKE = 2  # not olivine: clinopyroxene by the multi-class EDS rules (rules.toml)
 MARGIN_PX = 32  # BSE context kept around each labelled tile
 
 
@@ -41,7 +42,9 @@ class LabelledTile:
     grid: tuple[int, int]  # acquisition grid row, col
     origin: tuple[int, int]  # mosaic row, col of bse[0, 0]
     bse: NDArray[np.float32]  # DN, with MARGIN_PX of context where the mosaic has it
-    label: NDArray[np.uint8]  # 1 olivine, 0 not, IGNORE unlabelled
+    # 1 olivine; not olivine: LOOKALIKE (clinopyroxene, whose BSE overlaps olivine's) or 0;
+    # IGNORE unlabelled
+    label: NDArray[np.uint8]
     acquired_at: datetime
 
     @property
@@ -118,6 +121,7 @@ def load_training_data(
     bse, eds = image.array, root["eds"]["0"]
     elements = [c["label"] for c in root["eds"].attrs["ome"]["omero"]["channels"]]
     rows, cols = bse.shape
+    rules = load_rule_set()
     val_names, blocks = _split(boxes, settings)
     val_boxes = [(r0, c0) for name, _, _, r0, c0, _ in boxes if name in val_names]
     train: list[LabelledTile] = []
@@ -132,7 +136,9 @@ def load_training_data(
         known[r0 - a0 : r0 - a0 + th, c0 - b0 : c0 - b0 + tw] = True
         known &= grey > 0  # scanned
         olivine = refine_labels(grey, olivine, known, settings.refine_px)
-        label = np.where(known, olivine, IGNORE).astype(np.uint8)
+        lookalike = _lookalikes(rules, dict(zip(elements, maps, strict=True)), scales[name])
+        label = np.where(olivine, 1, np.where(known & lookalike & ~olivine, LOOKALIKE, 0))
+        label = np.where(known, label, IGNORE).astype(np.uint8)
         if name not in val_names:
             for vr, vc in val_boxes:  # never train on a pixel of a validation tile
                 label[
@@ -143,6 +149,20 @@ def load_training_data(
     data = TrainingData(train, validation, blocks)
     _check_enough(data, settings, store)
     return data
+
+
+def _lookalikes(
+    rules: RuleSet, maps: dict[str, NDArray[np.generic]], eds_scale: float
+) -> NDArray[np.bool_]:
+    """Clinopyroxene by the multi-class EDS rules, opened by a pixel (the counts' noise leaves
+    single pixels); none where the maps lack an element the rule needs (Si, say)."""
+    from scipy.ndimage import binary_opening
+
+    found = rules.holds("clinopyroxene", maps, eds_scale)
+    if found is None:
+        return np.zeros(next(iter(maps.values())).shape, bool)
+    out: NDArray[np.bool_] = binary_opening(found)
+    return out
 
 
 def _split(

@@ -137,6 +137,22 @@ class RuleSet:
     def value_of(self, name: str) -> int:
         return next(v for n, v, _ in self.classes if n == name)
 
+    def holds(
+        self, name: str, maps: Mapping[str, NDArray[np.generic]], eds_scale: float = 1.0
+    ) -> NDArray[np.bool_] | None:
+        """Where class ``name``'s own conditions hold (the classes before it in the order are
+        not tried), or None where the maps lack an element they need."""
+        conditions = next(cs for n, _, cs in self.classes if n == name)
+        needed = {e for c in conditions for e in (c.a, c.b) if e}
+        if not needed <= set(maps) | {"total"}:
+            return None
+        m = {k: np.asarray(v, np.float32) for k, v in maps.items()}
+        m["total"] = np.sum(list(m.values()), axis=0)
+        out = np.ones(next(iter(m.values())).shape, bool)
+        for c in conditions:
+            out &= c.holds(m, eds_scale)
+        return out
+
     def apply(
         self, maps: Mapping[str, NDArray[np.generic]], eds_scale: float = 1.0
     ) -> NDArray[np.uint8]:
