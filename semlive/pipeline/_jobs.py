@@ -295,8 +295,9 @@ def _compare(
     """The model in use and the one just trained, each as it segments, on the validation tiles
     the model in use did not train on (an earlier session's start model trained on none of
     this session's): None where no such tile is left. The new
-    model's dlth and crystal check were chosen on these tiles too, and its best epoch by their
-    loss, so the comparison leans its way: the model in use stays only when it is as good."""
+    model's dlth and crystal check were chosen on these tiles too (and, with early stopping, its
+    epoch by their loss), so the comparison leans its way: the model in use stays only when it
+    is as good."""
     from semlive.models.olivine import score_model
 
     folder = store / "models" / current  # its card is there: the job's fingerprint read it

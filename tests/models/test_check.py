@@ -12,6 +12,7 @@ from scipy import ndimage as ndi
 from semlive.models import build_network
 from semlive.models._checkpoint import ModelCard, Normalisation, load_model, save_model
 from semlive.models.olivine import CrystalCheck, crystal_features, fit_crystal_check
+from semlive.models.olivine._check import MIN_GAIN
 
 NOISE_DN = 590.0  # the virtual SEM's BSE noise per pixel
 
@@ -208,3 +209,44 @@ def test_the_report_states_the_check_as_the_model_does():
         CrystalCheck(96.0, band_high_dn=30_975.5),
     ):
         assert _check_rule(check.as_dict()) == check.describe()
+
+
+def _tallied(spread, mean, tps, fps, fn=0.0):
+    """A fit whose tiles' judged crystals are these (spread, mean, olivine px, other px)."""
+    from semlive.models.olivine._check import CheckFit
+
+    fit = CheckFit()
+    fit.spreads, fit.means = [np.asarray(spread, float)], [np.asarray(mean, float)]
+    fit.tps, fit.fps = [np.asarray(tps, float)], [np.asarray(fps, float)]
+    fit.tp, fit.fp, fit.fn = float(np.sum(tps)), float(np.sum(fps)), fn
+    return fit
+
+
+def test_the_band_is_the_best_there_is_even_with_crystals_tied_in_grey():
+    """Against every band over the crystals' mean grey levels, at the fit's spread threshold:
+    none does better (ties in mean grey go together, and the reported IoU is the rule's)."""
+    rng = np.random.default_rng(9)
+    for _ in range(200):
+        n = int(rng.integers(2, 9))
+        mean = rng.integers(0, 4, n).astype(float)  # many ties
+        spread = np.full(n, 50.0)
+        tps, fps = rng.integers(0, 20, n), rng.integers(0, 20, n)
+        fit = _tallied(spread, mean, tps, fps, fn=float(rng.integers(0, 30)))
+        check, scores = fit.result()
+        assert fit.iou(check) == pytest.approx(scores["eds_iou_with"])
+        levels = np.unique(mean)
+        best = fit.iou(CrystalCheck())
+        for i, low in enumerate(levels):
+            for high in levels[i:]:
+                best = max(best, fit.iou(CrystalCheck(100.0, band_low_dn=low, band_high_dn=high)))
+        if check.max_core_std_dn:
+            assert scores["eds_iou_with"] >= best - 0.001 - 1e-9  # the plateau's tolerance
+        else:  # off: no band gains MIN_GAIN
+            assert best < scores["eds_iou_without"] + MIN_GAIN + 1e-9
+
+
+def test_a_fit_without_olivine_switches_nothing_on_and_divides_by_nothing():
+    fit = _tallied([50.0, 60.0], [29_000.0, 29_500.0], [0, 0], [30, 40])
+    check, scores = fit.result()
+    assert check.max_core_std_dn == 0
+    assert scores["eds_iou_with"] == 0

@@ -42,7 +42,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # the training fixtu
 # called olivine (clinopyroxene microphenocrysts, mostly). These floors guard what is reached;
 # the issue stays open (see the closing note).
 IOU_FLOOR, OA_FLOOR, CPX_CEILING, ROBUST_DROP = 0.75, 0.975, 0.09, 0.02
-EPOCHS = 8  # ~5 min on 2 CPU cores; `semlive train` defaults to 40 with early stopping
+EPOCHS = 8  # ~5 min on 2 CPU cores; `semlive train` defaults to 40 (~21 min)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,8 @@ A crystal is dropped when its spread is below ``max_core_std_dn`` and its mean l
 [``band_low_dn``, ``band_high_dn``] (unbounded by default: the flatness alone decides). Neither
 is set by hand: both are chosen on the session's own EDS tiles, where the EDS labels say which
 predicted crystals are olivine, as the pair that maximises the IoU against those labels (the way
-``dlth`` is chosen). Where no choice gains at least ``MIN_GAIN`` IoU there, the check stays off.
+``dlth`` is chosen; of the spread thresholds that do within 0.001 as well, the middle one).
+Where no choice gains at least ``MIN_GAIN`` IoU there, the check stays off.
 Crystals with fewer than ``min_core_px`` interior pixels are always kept.
 """
 
@@ -130,27 +131,25 @@ def crystal_features(
     smooth: NDArray[np.float32] | None = None,
 ) -> CrystalFeatures:
     """Each connected crystal of ``mask`` measured over its interior: the pixels at least
-    ``core_depth_px`` (or, for a crystal not that deep, its deepest pixels) and
-    ``core_fraction`` of its largest depth inside it. The spread is taken on the smoothed BSE
-    (``smooth``: :func:`smoothed` ``grey``, when already made), the mean on the BSE itself
-    (smoothing would mix the surroundings into a small crystal's few interior pixels)."""
+    ``core_depth_px`` and ``core_fraction`` of its largest depth inside it. The spread is taken
+    on the smoothed BSE (``smooth``: :func:`smoothed` ``grey``, when already made), the mean on
+    the BSE itself (smoothing would mix the surroundings into a small crystal's few interior
+    pixels)."""
     crystals, n = ndi.label(mask)
     if smooth is None:
         smooth = smoothed(grey, check.smooth_sigma_px)
     depth = ndi.distance_transform_edt(mask, return_indices=False).astype(np.float32)
     inside = np.full(n + 1, np.inf, np.float32)
     if n:
-        deepest = np.asarray(ndi.maximum(depth, crystals, np.arange(1, n + 1)), np.float32)
-        inside[1:] = np.maximum(
-            np.minimum(check.core_depth_px, deepest), check.core_fraction * deepest
-        )
+        deepest = ndi.maximum(depth, crystals, np.arange(1, n + 1))
+        inside[1:] = np.maximum(check.core_depth_px, check.core_fraction * np.asarray(deepest))
     core = depth >= inside[crystals]
     ids = crystals[core]
     values = smooth[core].astype(np.float64)
     count = np.bincount(ids, minlength=n + 1).astype(np.float64)
     total = np.bincount(ids, values, minlength=n + 1)
     squares = np.bincount(ids, values * values, minlength=n + 1)
-    raw = np.bincount(ids, np.asarray(grey, np.float64)[core], minlength=n + 1)
+    raw = np.bincount(ids, np.asarray(grey)[core].astype(np.float64), minlength=n + 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = total / count
         spread = np.sqrt(np.maximum(squares / count - mean * mean, 0.0))
@@ -278,18 +277,21 @@ def _best_band(
     trial IoU λ the best run maximises Σ(λ·f − t), a maximum-sum subarray; λ then rises to
     that run's IoU until it no longer does. The band's edges fall halfway to the nearest flat
     crystals left out (unbounded where none is)."""
-    index = np.flatnonzero(flat)
+    index = np.flatnonzero(flat & np.isfinite(mean))
     if index.size == 0 or union <= 0:
         return _Choice(-math.inf, threshold, -math.inf, math.inf, 0)
-    index = index[np.argsort(mean[index], kind="stable")]
-    t, f, m = tps[index], fps[index], mean[index]
+    # crystals of one mean grey go together: a band cannot fall between them
+    m, group = np.unique(mean[index], return_inverse=True)
+    t = np.bincount(group, tps[index], minlength=m.size)
+    f = np.bincount(group, fps[index], minlength=m.size)
     lam, run = tp / union, (0, 0)
     for _ in range(50):
         prefix = np.concatenate([[0.0], np.cumsum(lam * f - t)])
         lowest = np.minimum.accumulate(prefix)
         stop = int(np.argmax(prefix[1:] - lowest[:-1])) + 1
         start = int(np.argmax(prefix[:stop] == lowest[stop - 1]))
-        trial = (tp - t[start:stop].sum()) / (union - f[start:stop].sum())
+        rest = union - f[start:stop].sum()
+        trial = (tp - t[start:stop].sum()) / rest if rest > 0 else 0.0
         if trial <= lam + 1e-12:
             break
         lam, run = trial, (start, stop)
@@ -298,8 +300,7 @@ def _best_band(
         return _Choice(-math.inf, threshold, -math.inf, math.inf, 0)
     low = 0.5 * (m[start - 1] + m[start]) if start > 0 else -math.inf
     high = 0.5 * (m[stop - 1] + m[stop]) if stop < m.size else math.inf
-    # scored as the rule applies (crystals tied in mean with the run's ends go with it)
-    dropped = flat & (mean >= low) & (mean <= high)
+    dropped = flat & (mean >= low) & (mean <= high)  # as the rule applies
     rest = union - fps[dropped].sum()
     iou = (tp - tps[dropped].sum()) / rest if rest > 0 else 0.0
     return _Choice(float(iou), threshold, low, high, int(dropped.sum()))

@@ -154,11 +154,16 @@ def load_training_data(
 def _lookalikes(
     rules: RuleSet, maps: dict[str, NDArray[np.generic]], eds_scale: float
 ) -> NDArray[np.bool_]:
-    """Clinopyroxene by the multi-class EDS rules, opened by a pixel (the counts' noise leaves
-    single pixels); none where the maps lack an element the rule needs (Si, say)."""
+    """Clinopyroxene by the multi-class EDS rules (in their order: a vesicle or an oxide is
+    neither; where the maps lack an element only the other classes need, by clinopyroxene's own
+    conditions), opened by a pixel (the counts' noise leaves single pixels); none where the maps
+    lack an element clinopyroxene's rule needs (Si, say)."""
     from scipy.ndimage import binary_opening
 
-    found = rules.holds("clinopyroxene", maps, eds_scale)
+    if rules.elements <= set(maps):
+        found = rules.apply(maps, eds_scale) == rules.value_of("clinopyroxene")
+    else:
+        found = rules.holds("clinopyroxene", maps, eds_scale)
     if found is None:
         return np.zeros(next(iter(maps.values())).shape, bool)
     out: NDArray[np.bool_] = binary_opening(found)

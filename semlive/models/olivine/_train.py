@@ -35,7 +35,7 @@ from semlive.models._metrics import Confusion, confusion
 from semlive.models._networks import build_network, load_initial_weights
 from semlive.settings import OlivineSettings
 
-from ._check import CheckFit, CrystalCheck, smoothed
+from ._check import MIN_GAIN, CheckFit, CrystalCheck, smoothed
 from ._data import IGNORE, LOOKALIKE, LabelledTile, TrainingData, load_training_data
 from ._rules import rule_thresholds
 
@@ -133,8 +133,9 @@ def train_olivine(
     final, kept = _kept_model(model, folder, arch, norm, runtime, history, early_stopping)
     _, probabilities = _validate(final, data.validation, norm, runtime)
     dlth, metrics = _choose_threshold(probabilities, data.validation, settings)
-    metrics["network_dlth"] = dlth  # the network's own, before the crystal check's choice
-    metrics["network_validation"] = metrics["validation"]  # the network alone, at its dlth
+    # kept for readers of older cards, where the check chose its own dlth
+    metrics["network_dlth"] = dlth
+    metrics["network_validation"] = metrics["validation"]
     check = CrystalCheck()
     if settings.crystal_check:
         check, metrics["crystal_check"] = _fit_check(
@@ -174,7 +175,8 @@ def score_model(folder: Path, tiles: list[LabelledTile], settings: OlivineSettin
     total = Confusion()
     for tile in tiles:
         logits = _logits(network, tile, card.normalisation, runtime)
-        mask = check.apply(tile.bse, torch.sigmoid(logits)[0, 0].cpu().numpy() >= card.dlth)
+        p = torch.sigmoid(logits)[0, 0].cpu().numpy()
+        mask = check.apply(tile.bse, (p >= card.dlth) & (tile.bse > 0))
         total = total + confusion(mask, tile.label == 1, tile.label != IGNORE)
     return total
 
@@ -528,6 +530,15 @@ def _fit_check(
         own.add(tile.bse, mask, olivine, known, smooth)
     check, scores = fit.result()
     without, with_check = own.iou(CrystalCheck()), own.iou(check)
+    if with_check < without - MIN_GAIN:
+        logger.warning(
+            "crystal check: it lowers the IoU of the network's own masks on the EDS tiles from "
+            "%.3f to %.3f (the network learnt the training tiles' look-alikes; on tiles it "
+            "never saw it calls more of them olivine); set olivine.crystal_check = false to "
+            "compare",
+            without,
+            with_check,
+        )
     logger.info(
         "crystal check: %s (IoU against the EDS labels %.3f without, %.3f with; with the "
         "look-alike crystals judged too, %.3f and %.3f)",
