@@ -65,6 +65,11 @@ def test_resumed_training_continues_exactly_where_it_stopped(tiny_store, tmp_pat
     assert card.split["validation"]
     assert 0 < card.dlth < 1
     assert card.training["epochs_run"] == 2
+    assert card.training["seconds"] == pytest.approx(sum(h["seconds"] for h in h2), abs=0.1)
+    # a finished run resumed runs no epoch and still reports the training's time and speed
+    again = train_olivine(b, QUICK, resume=True)
+    assert again.training["seconds"] == resumed.training["seconds"] > 0
+    assert again.training["train_mpx_per_s"] == resumed.training["train_mpx_per_s"] > 0
 
 
 def test_the_last_epochs_weights_are_kept_unless_early_stopping(tiny_store, tmp_path):
@@ -95,6 +100,15 @@ def test_the_last_epochs_weights_are_kept_unless_early_stopping(tiny_store, tmp_
     folder = b / "models" / "olivine"
     best = weights(folder / "training" / "best")
     assert all(np.array_equal(v, best[k]) for k, v in weights(folder).items())
+
+    # lowest-loss weights another run left are not taken for this run's
+    card_file = folder / "training" / "best" / "card.json"
+    other = json.loads(card_file.read_text())
+    other["metrics"]["epoch"] = lowest + 7
+    card_file.write_text(json.dumps(other))
+    assert train_olivine(b, stopping).metrics["kept"] == f"last epoch ({len(history)})"
+    train_olivine(b, QUICK.model_copy(update={"epochs": 1}), resume=False)
+    assert not (folder / "training" / "best").exists()
 
 
 def test_resuming_with_another_architecture_is_refused(tiny_store, tmp_path):

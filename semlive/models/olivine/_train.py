@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -96,24 +97,31 @@ def train_olivine(
     if resume and state.exists():
         start, history = state.load(model, optimiser, arch, norm, runtime)
         logger.info("resuming %s at epoch %d", folder, start + 1)
+    else:  # an earlier run's lowest-loss weights are not this run's
+        shutil.rmtree(folder / "training" / "best", ignore_errors=True)
     best = min((h["val_loss"] for h in history), default=float("inf"))
     bad_epochs = _epochs_since_best(history)
     early_stopping = settings.patience > 0
-    started = time.perf_counter()
-    pixels = 0
     for epoch in range(start, settings.epochs):
         if early_stopping and bad_epochs >= settings.patience:
             break
+        started = time.perf_counter()
         rng = np.random.default_rng([settings.seed, epoch])
         torch.manual_seed(settings.seed * 100_003 + epoch)
         loss, seen = _train_epoch(
             model, optimiser, sample, norm, settings, runtime, rng, epoch, progress
         )
-        pixels += seen
         val_loss, probabilities = _validate(model, data.validation, norm, runtime)
         iou = _agreement(probabilities, data.validation, 0.5).iou
         history.append(
-            {"epoch": epoch + 1, "train_loss": loss, "val_loss": val_loss, "val_iou": iou}
+            {
+                "epoch": epoch + 1,
+                "train_loss": loss,
+                "val_loss": val_loss,
+                "val_iou": iou,
+                "seconds": round(time.perf_counter() - started, 2),
+                "pixels": seen,
+            }
         )
         logger.info(
             "epoch %d: loss %.4f, validation loss %.4f, IoU %.3f", epoch + 1, loss, val_loss, iou
@@ -121,7 +129,7 @@ def train_olivine(
         if val_loss < best:
             best, bad_epochs = val_loss, 0
             if early_stopping:
-                best_card = _card(arch, norm, 0.5, data, settings)
+                best_card = _card(arch, norm, 0.5, data, settings, {"epoch": epoch + 1})
                 save_model(folder / "training" / "best", model, best_card)
         else:
             bad_epochs += 1
@@ -129,7 +137,9 @@ def train_olivine(
         if progress is not None:
             steps = max(1, settings.patches_per_epoch // settings.batch_size)
             progress(TrainProgress(epoch + 1, settings.epochs, steps, steps, loss, val_loss, best))
-    elapsed = time.perf_counter() - started
+    # over every epoch run, a resumed run's earlier ones too (older states lack the figures)
+    elapsed = sum(float(h.get("seconds", 0.0)) for h in history)
+    pixels = sum(int(h.get("pixels", 0)) for h in history)
     final, kept = _kept_model(model, folder, arch, norm, runtime, history, early_stopping)
     _, probabilities = _validate(final, data.validation, norm, runtime)
     dlth, metrics = _choose_threshold(probabilities, data.validation, settings)
@@ -232,10 +242,20 @@ def _kept_model(
     it, the epoch of lowest validation loss (on a few validation tiles that loss is noisy, and
     its lowest often falls early, at a high learning rate: on `small`, epoch 5 of 40, unseen
     tiles IoU 0.75 against 0.85 for the last epoch)."""
+    last = model, f"last epoch ({len(history)})"
     if not early_stopping or not (folder / "training" / "best").is_dir():
-        return model, f"last epoch ({len(history)})"
-    best, _ = load_model(folder / "training" / "best", architecture=arch, normalisation=norm)
+        return last
+    best, card = load_model(folder / "training" / "best", architecture=arch, normalisation=norm)
     epoch = int(min(history, key=lambda h: h["val_loss"])["epoch"])
+    if card.metrics.get("epoch", epoch) != epoch:  # saved by another run (older ones say none)
+        logger.warning(
+            "%s holds epoch %s, not epoch %d of this run's lowest validation loss: keeping the "
+            "last epoch",
+            folder / "training" / "best",
+            card.metrics["epoch"],
+            epoch,
+        )
+        return last
     return runtime.prepare(best), f"epoch {epoch}, the lowest validation loss"
 
 
