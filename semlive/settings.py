@@ -302,6 +302,23 @@ class OlivineSettings(_Section):
         "crystals and the clinopyroxene the EDS rules find there, and the check stays off where "
         "it does not raise the IoU against their labels.",
     )
+    grey_landmarks: bool = Field(
+        True,
+        description="Before segmenting, compare the mosaic's grey landmarks (the two highest "
+        "well-separated modes of its BSE histogram: resin, groundmass) with the model's "
+        "training tiles'; where they differ by more than landmark_tolerance_dn (the drift "
+        "correction missing or wrong, e.g. a model from another session and no standards), map "
+        "the mosaic's grey onto the training scale and say so (semlive segment; semlive run "
+        "never maps).",
+    )
+    landmark_tolerance_dn: float = Field(
+        150.0,
+        gt=0,
+        description="The mosaic is on the training scale where it has modes this close (DN) to "
+        "both training landmarks, and is mapped only where the landmarks' gain and offset move "
+        "a grey level (a landmark, or the training tiles' mean) further: above what the drift "
+        "correction leaves (about 10 DN between sessions on the virtual SEM).",
+    )
     window_px: int = Field(
         1024, ge=64, le=4096, description="Side of the sliding inference windows (px)."
     )

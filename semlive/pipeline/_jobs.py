@@ -400,7 +400,10 @@ def _segmenter(store: Path, settings: Settings, model: str) -> Any:
     if key not in _SEGMENTERS:
         for old in [k for k in _SEGMENTERS if k[0] == str(store)]:
             del _SEGMENTERS[old]  # one model per store at a time
-        _SEGMENTERS[key] = OlivineSegmenter(store, settings.olivine, model)
+        # no grey mapping by landmarks (semlive segment's): the mosaic grows while it is
+        # segmented here, so a mapping decided on part of it could differ between runs
+        fixed = settings.olivine.model_copy(update={"grey_landmarks": False})
+        _SEGMENTERS[key] = OlivineSegmenter(store, fixed, model)
     return _SEGMENTERS[key]
 
 

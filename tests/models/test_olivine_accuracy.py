@@ -121,20 +121,17 @@ def _iou_after(store, small_session, gain, offset_dn):
     return evaluate_against_truth(store, small_session / "_truth")["overall"]["iou"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the default augmentation is narrow (±2 %, ±300 DN: what the drift correction "
-    "leaves), and the crystal check's grey band is in drift-corrected DN, so an uncorrected "
-    "20-day shift is far outside both: IoU 0.786 -> 0.100 (+7.5 %) and 0.230 (-7.5 %). semlive "
-    "corrects the shift against the standards (the next test: +0.4 points); the paper's wide "
-    "augmentation (0.1, 1500 DN) cost 1-16 points here and 4-6 points of accuracy",
-)
 @pytest.mark.parametrize("sign", [1, -1])
 def test_a_20_day_session_shift_costs_at_most_two_points(
     trained, unseen, small_session, tmp_path, sign
 ):
     """The BSE gain and offset jump between two sessions 20 days apart (the virtual SEM's,
-    about 0.09 mg#), left uncorrected: what augmentation must absorb."""
+    about 0.09 mg#), left uncorrected by the standards. The augmentation is narrow (±2 %,
+    ±300 DN: what the drift correction leaves; the paper's wide one, 0.1 and 1500 DN, cost 1-16
+    points here) and the crystal check's grey band is in drift-corrected DN, so the network
+    alone falls from 0.786 to 0.100 (+7.5 %) and 0.230 (-7.5 %). The segmenter measures the
+    shift from the mosaic's grey landmarks against the training tiles' and maps it back
+    (0.786 again with either sign, measured on this recipe's model)."""
     store = tmp_path / "shifted"
     shutil.copytree(trained, store)
     gain, offset = 1 + sign * SESSION_GAIN_JUMP, sign * SESSION_OFFSET_JUMP_DN
@@ -142,13 +139,46 @@ def test_a_20_day_session_shift_costs_at_most_two_points(
     assert iou >= unseen["overall"]["iou"] - ROBUST_DROP
 
 
-def test_the_next_session_drift_corrected_keeps_its_accuracy(trained, unseen, tmp_path, stitch):
-    """Session 1 of the same sample, 20 days later, through semlive's own path (standards
-    correct the drift), segmented with the model trained on session 0."""
-    session = tmp_path / "session-1"
+@pytest.fixture(scope="module")
+def next_session(tmp_path_factory):
+    """Session 1 of the same sample, 20 days after the training session."""
+    session = tmp_path_factory.mktemp("next") / "session-1"
     simulate(session, "small", seed=0, session=1)
-    store = stitch(session, tmp_path / "store-1")
+    return session
+
+
+def _segmented_with(trained, store):
     shutil.copytree(trained / "models", store / "models")
     assert main(["segment", str(store)]) == 0
-    iou = evaluate_against_truth(store, session / "_truth")["overall"]["iou"]
+    return store
+
+
+def test_the_next_session_drift_corrected_keeps_its_accuracy(
+    trained, unseen, next_session, tmp_path, stitch
+):
+    """Session 1 through semlive's own path (standards correct the drift), segmented with the
+    model trained on session 0."""
+    store = _segmented_with(trained, stitch(next_session, tmp_path / "store-1"))
+    iou = evaluate_against_truth(store, next_session / "_truth")["overall"]["iou"]
+    assert iou >= unseen["overall"]["iou"] - ROBUST_DROP
+
+
+def test_the_next_session_uncorrected_keeps_its_accuracy(trained, unseen, next_session, tmp_path):
+    """Session 1 stitched without drift correction (no standards used): its BSE is off the
+    training scale by the 20-day jump and the drift since, which the segmenter measures from
+    the grey landmarks and maps back. Measured on this recipe's model: IoU 0.790 mapped, 0.230
+    as it is (the drift-corrected session: 0.790)."""
+    from semlive.settings import AcquisitionSettings, Settings
+    from semlive.streaming import stitch_session
+
+    fast = AcquisitionSettings(
+        observer="polling", poll_interval_s=0.01, settle_polls=1, quarantine_after_s=0.0
+    )
+    store = tmp_path / "store-1"
+    for _ in stitch_session(next_session, store, Settings(acquisition=fast), correction=None):
+        pass
+    _segmented_with(trained, store)
+    labels = zarr.open_group(str(store / "mosaic.zarr"), mode="r")[LABEL_PATH]
+    assert labels.attrs["semlive"]["grey_mapping"]["gain"] < 1  # the jump lowered the gain
+    iou = evaluate_against_truth(store, next_session / "_truth")["overall"]["iou"]
     assert iou >= unseen["overall"]["iou"] - ROBUST_DROP

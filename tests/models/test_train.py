@@ -5,6 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
+import zarr
 
 from semlive.cli import main
 from semlive.errors import InputDataError
@@ -231,3 +232,46 @@ def test_the_normalisation_is_of_all_scanned_training_bse_tile_by_tile(small_sto
     assert norm.mean_dn == pytest.approx(values.mean(), abs=1e-3)
     assert norm.std_dn == pytest.approx(values.std(), abs=1e-3)
     assert _normalisation([]).std_dn == 1.0
+
+
+def test_a_mosaic_off_the_training_grey_scale_is_mapped_back(tiny_store, tmp_path, caplog):
+    """The card keeps the training tiles' grey landmarks; a segmenter maps a mosaic whose BSE
+    is off them (the drift correction missing: the virtual SEM's next session) and no other,
+    and segments the mapped grey as it would the original."""
+    from semlive.models.olivine import OlivineSegmenter
+
+    store = tmp_path / "store"
+    shutil.copytree(tiny_store, store)
+    card = train_olivine(store, QUICK, resume=False)
+    resin, groundmass = card.grey_landmarks_dn
+    assert 2_000 < resin < 5_000 < 20_000 < groundmass < 30_000
+    assert OlivineSegmenter(store, QUICK).mapping is None  # the session's own grey
+    root = zarr.open_group(str(store / "mosaic.zarr"), mode="a")
+    level = root["bse/0"]
+    raw = np.asarray(level[:], np.float32)
+    level[:] = np.where(raw > 0, np.clip(raw * 1.075 + 300, 1, 65535), 0).astype(level.dtype)
+    with caplog.at_level("WARNING"):
+        mapped = OlivineSegmenter(store, QUICK)
+    assert mapped.mapping.gain == pytest.approx(1.075, abs=0.005)
+    assert mapped.mapping.offset_dn == pytest.approx(300, abs=100)
+    assert "is the drift correction missing?" in caplog.text
+    off = QUICK.model_copy(update={"grey_landmarks": False})
+    unmapped = OlivineSegmenter(store, off)
+    assert unmapped.mapping is None
+
+    def seen(segmenter):
+        """The largest difference between the grey the network sees and the unshifted, over
+        the silicates' grey (20,000-35,000 DN, olivine's included)."""
+        stacks = []
+        predict = segmenter.predict
+        segmenter.predict = lambda stack: stacks.append(stack.copy()) or predict(stack)
+        segmenter.segment_region((0, 0, *raw.shape))
+        window = stacks[0][0]
+        h, w = window.shape
+        silicate = (raw[:h, :w] > 20_000) & (raw[:h, :w] < 35_000)
+        return np.abs(window - raw[:h, :w])[silicate].max()
+
+    assert seen(mapped) < 100  # DN: within what the drift correction leaves
+    assert seen(unmapped) > 1_500
+    provenance = root["bse/labels/olivine"].attrs["semlive"]
+    assert provenance["grey_mapping"] is None  # the last segmentation's

@@ -29,6 +29,7 @@ from semlive.models._networks import architecture
 from semlive.settings import OlivineSettings
 
 from ._check import CrystalCheck
+from ._landmarks import GreyMapping, mosaic_histogram
 
 __all__ = [
     "OlivineSegmenter",
@@ -101,6 +102,49 @@ class RegionResult:
     seconds: float
 
 
+def _grey_mapping(level: Any, card: ModelCard, settings: OlivineSettings) -> GreyMapping | None:
+    """The mosaic's grey against the model's training tiles' (:mod:`._landmarks`), where it
+    is off by more than the drift correction leaves; None where it is not (or cannot be told)."""
+    if not settings.grey_landmarks or len(card.grey_landmarks_dn) != 2:
+        return None
+    reference = (float(card.grey_landmarks_dn[0]), float(card.grey_landmarks_dn[1]))
+    histogram = mosaic_histogram(level)
+    tolerance = settings.landmark_tolerance_dn
+    modes = [x for x, _ in histogram.modes()]
+    if all(any(abs(x - r) <= tolerance for x in modes) for r in reference):
+        return None  # the training tiles' landmarks are the mosaic's modes: on the same scale
+    found = histogram.landmarks()
+    if found is None:
+        return None
+    mapping = GreyMapping.between(reference, found)
+    if mapping is None:
+        logger.warning(
+            "the mosaic's grey landmarks (%.0f, %.0f DN) do not match the model's training "
+            "tiles' (%.0f, %.0f DN) by a plausible BSE gain and offset, so the grey is "
+            "segmented as it is; if the labels look wrong, check the drift correction against "
+            "the standards, or train on this session's EDS tiles",
+            *found,
+            *reference,
+        )
+        return None
+    shift = mapping.largest_shift_dn((*reference, card.normalisation.mean_dn))
+    if shift <= tolerance:
+        return None
+    logger.warning(
+        "the mosaic's BSE is off the model's training scale by gain %.4f, offset %+.0f DN "
+        "(up to %.0f DN; its grey landmarks at %.0f and %.0f DN, the training tiles' at %.0f "
+        "and %.0f): is the drift correction missing? Segmenting with the grey mapped back "
+        "(a model from another kind of rock, whose phases lie elsewhere, may want "
+        "olivine.grey_landmarks = false)",
+        mapping.gain,
+        mapping.offset_dn,
+        shift,
+        *found,
+        *reference,
+    )
+    return mapping
+
+
 def warm_up(folder: Path, settings: OlivineSettings) -> None:
     """Load the model in ``folder`` and run it once on a blank window, so that torch's import,
     the network's code and the CPU kernels' set-up (about 2.5 s on 2 cores) are done before the
@@ -128,7 +172,8 @@ class OlivineSegmenter:
         self.batch = self.runtime.batch_size(settings.window_px, arch.inference_bytes_per_px)
         self.root: Any = zarr.open_group(str(store / "mosaic.zarr"), mode="a")
         self.bse: Any = self.root["bse"]
-        self.labels, self.probability = _open_outputs(self.root, self.card)
+        self.mapping = _grey_mapping(self.root["bse/0"], self.card, settings)
+        self.labels, self.probability = _open_outputs(self.root, self.card, self.mapping)
         self.pixels = 0
         self.seconds = 0.0
 
@@ -183,6 +228,8 @@ class OlivineSegmenter:
             min(c1 + halo, cols),
         )
         grey = np.asarray(self.bse["0"][a0:a1, b0:b1], np.float32)
+        if self.mapping is not None:
+            grey = self.mapping.undo(grey)
         scanned = grey > 0
         inner = (slice(r0 - a0, r1 - a0), slice(c0 - b0, c1 - b0))
         if not scanned[inner].any():
@@ -223,7 +270,9 @@ class OlivineSegmenter:
         return results
 
 
-def _open_outputs(root: Any, card: ModelCard) -> tuple[list[Any], list[Any]]:
+def _open_outputs(
+    root: Any, card: ModelCard, mapping: GreyMapping | None = None
+) -> tuple[list[Any], list[Any]]:
     """Create (or open) the label image and the probability image, on ``bse/``'s grid."""
     bse = root["bse"]
     multiscales = bse.attrs["ome"]["multiscales"][0]
@@ -247,6 +296,9 @@ def _open_outputs(root: Any, card: ModelCard) -> tuple[list[Any], list[Any]]:
         "model": card.architecture,
         "dlth": card.dlth,
         "crystal_check": card.crystal_check,
+        "grey_mapping": None
+        if mapping is None
+        else {"gain": round(mapping.gain, 5), "offset_dn": round(mapping.offset_dn, 1)},
         "scale": "probability × 255",
     }
     return (

@@ -38,6 +38,7 @@ from semlive.settings import OlivineSettings
 
 from ._check import MIN_GAIN, CheckFit, CrystalCheck, smoothed
 from ._data import IGNORE, LOOKALIKE, LabelledTile, TrainingData, load_training_data
+from ._landmarks import grey_landmarks
 from ._rules import rule_thresholds
 
 __all__ = ["TrainProgress", "default_architecture", "score_model", "train_olivine"]
@@ -205,6 +206,7 @@ def _card(
         architecture=arch,
         normalisation=norm,
         dlth=dlth,
+        grey_landmarks_dn=[round(x, 1) for x in grey_landmarks(t.bse for t in data.train) or ()],
         crystal_check=check.as_dict() if check is not None and check.max_core_std_dn else {},
         label_rules=rule_thresholds(settings),
         training_tiles=[t.name for t in data.train],
