@@ -170,7 +170,8 @@ def train_olivine(
         "refine_px": settings.refine_px,
         "init_weights": settings.init_weights,
     }
-    card = _card(arch, norm, dlth, data, settings, metrics, training, check)
+    landmarks = grey_landmarks(t.bse for t in data.train)
+    card = _card(arch, norm, dlth, data, settings, metrics, training, check, landmarks)
     save_model(folder, final, card)
     return card
 
@@ -201,12 +202,13 @@ def _card(
     metrics: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
     check: CrystalCheck | None = None,
+    landmarks: tuple[float, float] | None = None,
 ) -> ModelCard:
     return ModelCard(
         architecture=arch,
         normalisation=norm,
         dlth=dlth,
-        grey_landmarks_dn=[round(x, 1) for x in grey_landmarks(t.bse for t in data.train) or ()],
+        grey_landmarks_dn=[round(x, 1) for x in landmarks or ()],
         crystal_check=check.as_dict() if check is not None and check.max_core_std_dn else {},
         label_rules=rule_thresholds(settings),
         training_tiles=[t.name for t in data.train],
