@@ -60,7 +60,7 @@ from semlive.pipeline._jobs import (
     JobSpec,
     run_job,
 )
-from semlive.pipeline._system import SystemMeter
+from semlive.pipeline._system import SystemMeter, return_large_buffers
 from semlive.settings import Settings
 from semlive.streaming import (
     RegionChanged,
@@ -163,6 +163,7 @@ class Pipeline:
         """Run until the session is finalised (``exit_when_done``) or :attr:`stop` is set."""
         self.store.mkdir(parents=True, exist_ok=True)
         _check_no_other_writer(self.store)
+        return_large_buffers()  # a training step's activations go back when freed
         self._recover()
         self._start_model()
         if self.model is not None and self.executor.name == "local":  # the first tile need

@@ -51,6 +51,31 @@ def test_split_keeps_validation_pixels_out_of_training(small_store):
     )
 
 
+def test_training_tiles_keep_the_mosaics_integer_grey(small_store):
+    """Half the memory of float32 (a section's 300 EDS tiles hold 0.35 GB as float32); the
+    windows and patches the network sees are float32 of the same values."""
+    import zarr
+
+    from semlive.models.olivine._train import _padded, _Sampler
+
+    data = load_training_data(small_store, OlivineSettings())
+    mosaic = zarr.open_group(str(small_store / "mosaic.zarr"), mode="r")["bse/0"]
+    tile = data.train[0]
+    assert tile.bse.dtype == mosaic.dtype == np.uint16
+    (r, c), (h, w) = tile.origin, tile.bse.shape
+    np.testing.assert_array_equal(tile.bse, mosaic[r : r + h, c : c + w])
+    padded, shape = _padded(tile.bse)
+    assert padded.dtype == np.float32
+    assert shape == (h, w)
+    np.testing.assert_array_equal(padded[:h, :w], tile.bse)
+    plain = OlivineSettings(augment_gain=0.0, augment_offset_dn=0.0)
+    patch, label = _Sampler(data.train, 64, plain)(np.random.default_rng(0))
+    assert patch.dtype == np.float32
+    assert patch.shape == label.shape == (64, 64)
+    assert patch.max() > 1000
+    np.testing.assert_array_equal(patch, np.rint(patch))  # the grey as it is, not rescaled
+
+
 def test_resumed_training_continues_exactly_where_it_stopped(tiny_store, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     shutil.copytree(tiny_store, a)

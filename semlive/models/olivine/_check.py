@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -69,7 +70,7 @@ class CrystalCheck:
         """The card's form: an unbounded band edge is left out (JSON has no infinity)."""
         return {k: v for k, v in asdict(self).items() if math.isfinite(v)}
 
-    def apply(self, grey: NDArray[np.floating], mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    def apply(self, grey: NDArray[np.number[Any]], mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
         """``mask`` without its crystals that the check drops."""
         if self.max_core_std_dn <= 0 or not mask.any():
             return mask
@@ -114,7 +115,7 @@ class CrystalFeatures:
         return out
 
 
-def smoothed(grey: NDArray[np.floating], sigma: float) -> NDArray[np.float32]:
+def smoothed(grey: NDArray[np.number[Any]], sigma: float) -> NDArray[np.float32]:
     """The BSE smoothed by a Gaussian of ``sigma`` px, by normalised convolution: unscanned
     pixels (0 DN) do not darken the crystals beside them."""
     scanned = (grey > 0).astype(np.float32)
@@ -125,7 +126,7 @@ def smoothed(grey: NDArray[np.floating], sigma: float) -> NDArray[np.float32]:
 
 
 def crystal_features(
-    grey: NDArray[np.floating],
+    grey: NDArray[np.number[Any]],
     mask: NDArray[np.bool_],
     check: CrystalCheck,
     smooth: NDArray[np.float32] | None = None,
@@ -173,7 +174,7 @@ class CheckFit:
 
     def add(
         self,
-        grey: NDArray[np.floating],
+        grey: NDArray[np.number[Any]],
         mask: NDArray[np.bool_],
         label: NDArray[np.bool_],
         known: NDArray[np.bool_],

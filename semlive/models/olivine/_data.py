@@ -41,7 +41,10 @@ class LabelledTile:
     name: str
     grid: tuple[int, int]  # acquisition grid row, col
     origin: tuple[int, int]  # mosaic row, col of bse[0, 0]
-    bse: NDArray[np.float32]  # DN, with MARGIN_PX of context where the mosaic has it
+    # DN in the mosaic's own integer type (uint16, or uint8 for 8-bit detectors): half the
+    # memory of float32 (a section's 300 EDS tiles hold 0.35 GB as float32); every reader
+    # converts to float32 before arithmetic
+    bse: NDArray[np.unsignedinteger[Any]]
     # 1 olivine; not olivine: LOOKALIKE (clinopyroxene, whose BSE overlaps olivine's) or 0;
     # IGNORE unlabelled
     label: NDArray[np.uint8]
@@ -129,7 +132,7 @@ def load_training_data(
     for name, gr, gc, r0, c0, at in boxes:
         a0, b0 = max(r0 - MARGIN_PX, 0), max(c0 - MARGIN_PX, 0)
         a1, b1 = min(r0 + th + MARGIN_PX, rows), min(c0 + tw + MARGIN_PX, cols)
-        grey = np.asarray(bse[a0:a1, b0:b1], np.float32)
+        grey = np.asarray(bse[a0:a1, b0:b1])
         maps = np.asarray(eds[:, a0:a1, b0:b1])
         olivine = olivine_labels(dict(zip(elements, maps, strict=True)), settings, scales[name])
         known = np.zeros(grey.shape, bool)

@@ -283,7 +283,7 @@ class _Sampler:
 
     def __init__(self, tiles: list[LabelledTile], side: int, settings: OlivineSettings) -> None:
         self.tiles, self.side, self.settings = tiles, side, settings
-        olivine = np.concatenate([t.bse[t.label == 1] for t in tiles])
+        olivine = np.concatenate([t.bse[t.label == 1] for t in tiles]).astype(np.float32)
         lo, hi = np.percentile(olivine, [5, 95]) if olivine.size else (0.0, 0.0)
         self.centres = [
             (
@@ -308,7 +308,7 @@ class _Sampler:
             c0 = int(np.clip(c - side // 2 + jitter[1], 0, w - side))
         else:
             r0, c0 = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
-        x = tile.bse[r0 : r0 + side, c0 : c0 + side]
+        x = tile.bse[r0 : r0 + side, c0 : c0 + side].astype(np.float32)
         y = tile.label[r0 : r0 + side, c0 : c0 + side]
         k = int(rng.integers(4))
         x, y = np.rot90(x, k), np.rot90(y, k)
@@ -449,10 +449,11 @@ def _precise_batchnorm(
         m.momentum = momentum
 
 
-def _padded(x: NDArray[np.float32]) -> tuple[NDArray[np.float32], tuple[int, int]]:
+def _padded(x: NDArray[Any]) -> tuple[NDArray[np.float32], tuple[int, int]]:
+    """``x`` as float32, reflected out to a multiple of the network's stride."""
     h, w = x.shape
     ph, pw = -h % _STRIDE, -w % _STRIDE
-    return np.pad(x, ((0, ph), (0, pw)), mode="reflect"), (h, w)
+    return np.pad(np.asarray(x, np.float32), ((0, ph), (0, pw)), mode="reflect"), (h, w)
 
 
 def _logits(
