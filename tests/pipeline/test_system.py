@@ -49,7 +49,7 @@ def test_a_jobs_freed_memory_goes_back_after_the_job(run_python):
 
 
 # A training step's pattern: large buffers (activations) allocated and freed pass after pass,
-# with small ones kept between them. Once glibc has raised its mmap threshold above them (it does
+# with smaller ones kept between them. Once glibc has raised its mmap threshold above them (it does
 # on the first free of a large buffer), they come from the heap and stay resident between
 # passes; with the threshold fixed they go back to the system as they are freed.
 ACTIVATIONS = """
@@ -62,9 +62,9 @@ if os.environ["THRESHOLD"] == "fixed":
 np.ones(3_750_000)  # a freed 30 MB buffer: by default the threshold rises to 30 MB
 kept = []
 buffers = []
-for i in range(15):  # 300 MB in 20 MB pieces, with a 16 kB one kept after each
-    buffers.append(np.ones(2_500_000))
-    kept.append(np.ones(2_000))
+for i in range(15):  # 300 MB in 20 MB pieces, with a 1 MB one kept after each (larger than
+    buffers.append(np.ones(2_500_000))  # the holes imports leave in the heap: it lands here)
+    kept.append(np.ones(125_000))
 peak = _rss_bytes()
 del buffers
 print(json.dumps({"peak": peak, "after": _rss_bytes()}))
