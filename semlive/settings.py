@@ -293,6 +293,15 @@ class OlivineSettings(_Section):
         description="Probability above which a pixel is olivine; auto: the threshold that "
         "maximises IoU on the validation tiles (the paper fixed 0.1).",
     )
+    outline_low: float = Field(
+        0.02,
+        ge=0,
+        lt=1,
+        description="After dlth, grow each predicted crystal to the edges the BSE image shows, "
+        "over pixels of at least this probability (the network often finds only the part of a "
+        "crystal whose grey it trusts); kept in the model's card (its crystal check is chosen "
+        "on the grown crystals); 0: no growing, the thresholded mask as it is.",
+    )
     crystal_check: bool = Field(
         True,
         description="After dlth, drop predicted crystals whose interior BSE is flat and whose "

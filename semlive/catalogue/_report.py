@@ -332,6 +332,16 @@ def _check_rule(check: dict[str, float]) -> str:
     return rule + " dropped"
 
 
+def _outline_rule(outline: dict[str, float]) -> str:
+    """The model card's outline in words (as ``Outline.describe`` says it)."""
+    if not outline.get("low"):
+        return "off"
+    return (
+        f"crystals grown to the BSE's edges over pixels of probability ≥ {outline['low']:g} "
+        f"(gradient at σ {outline.get('smooth_sigma_px', 1.5):g} px)"
+    )
+
+
 def _segmentation(store: Path) -> str:
     path = store / "models" / "olivine" / "card.json"
     if not path.is_file():
@@ -346,6 +356,7 @@ def _segmentation(store: Path) -> str:
         ["training tiles", len(card.get("training_tiles", []))],
         ["validation IoU (EDS labels)", validation.get("iou", float("nan"))],
         ["validation overall accuracy", validation.get("overall_accuracy", float("nan"))],
+        ["outline", _outline_rule(card.get("outline") or {})],
         ["crystal check", _check_rule(check)],
     ]
     if scores:

@@ -59,6 +59,7 @@ class ModelCard:
     training: dict[str, Any] = field(default_factory=dict)
     crystal_check: dict[str, float] = field(default_factory=dict)
     grey_landmarks_dn: list[float] = field(default_factory=list)  # [] in older cards
+    outline: dict[str, float] = field(default_factory=dict)  # {} in older cards: off
     semlive_version: str = __version__
     torch_version: str = torch.__version__
     format: str = CARD_FORMAT

@@ -12,7 +12,7 @@ from scipy import ndimage as ndi
 from semlive.models import build_network
 from semlive.models._checkpoint import ModelCard, Normalisation, load_model, save_model
 from semlive.models.olivine import CrystalCheck, crystal_features, fit_crystal_check
-from semlive.models.olivine._check import MIN_GAIN
+from semlive.models.olivine._check import MIN_GAIN, smoothed
 
 NOISE_DN = 590.0  # the virtual SEM's BSE noise per pixel
 
@@ -132,6 +132,31 @@ def test_unscanned_pixels_do_not_make_a_flat_crystal_look_zoned():
     # smoothing 0 DN in would spread it to ~1,100 DN, far above the threshold (~210)
     assert spread[crystals[r, c]] < check.max_core_std_dn
     assert not check.apply(strip, mask & (strip > 0))[r, c]
+
+
+def test_cracks_do_not_make_a_flat_crystal_look_zoned():
+    """Resin in cracks (the virtual SEM's 3,400 DN, 1-2 px wide) inside a flat look-alike, the
+    network's mask bridging them: the crystal reads as flat, at its own grey level, as uncracked
+    (with the cracks in its statistics, its spread read 2,300 DN)."""
+    grey, mask, olivine = _scene(6, ZONED, FLAT, SMALL)
+    check, _ = fit_crystal_check([(grey, mask, olivine, np.ones_like(mask))])
+    r, c, radius = FLAT[0]
+    whole = crystal_features(grey, mask, check)
+    before = whole.crystals[r, c]
+    cracked = grey.copy()
+    for offset, width in ((-20, 1), (5, 2), (25, 1)):
+        rows = slice(r + offset, r + offset + width)
+        cracked[rows, c - radius + 8 : c + radius - 8] = 3_400
+    cracked = np.where(mask, ndi.gaussian_filter(cracked, 0.6), grey)
+    features = crystal_features(cracked, mask, check)
+    after = features.crystals[r, c]
+    assert features.spread[after] < check.max_core_std_dn
+    assert features.mean[after] == pytest.approx(whole.mean[before], abs=60)
+    assert not check.apply(cracked, mask)[r, c]
+    # the cracks lie inside the interior the check reads: with them, it would read as zoned
+    rr, cc = np.mgrid[: grey.shape[0], : grey.shape[1]]
+    interior = np.hypot(rr - r, cc - c) < 0.7 * radius
+    assert smoothed(cracked, check.smooth_sigma_px)[interior].std() > 5 * check.max_core_std_dn
 
 
 def _crystals(seed, disks, size=(360, 900)):

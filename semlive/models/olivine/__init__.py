@@ -25,6 +25,7 @@ from semlive.models.olivine._evaluate import (
     evaluate_against_truth,
     region_metrics,
 )
+from semlive.models.olivine._outline import Outline
 from semlive.models.olivine._rules import (
     RuleSet,
     load_rule_set,
@@ -57,6 +58,7 @@ __all__ = [
     "CrystalFeatures",
     "LabelledTile",
     "OlivineSegmenter",
+    "Outline",
     "RegionResult",
     "RuleSet",
     "TrainProgress",

@@ -3,7 +3,8 @@
 A region (plus a halo of context) is cut into overlapping windows; each window's probabilities
 are weighted by a taper that falls toward its edges (so every pixel is decided mostly by windows
 that see it with context on all sides), averaged, and thresholded at the model's ``dlth``; the
-model's crystal check (:mod:`._check`) then drops crystals too flat for an olivine.
+crystals are grown to the BSE's edges (:mod:`._outline`) and the model's crystal check
+(:mod:`._check`) then drops crystals too flat for an olivine.
 Results go to ``mosaic.zarr/bse/labels/olivine`` (uint8, OME-Zarr labels) and
 ``mosaic.zarr/olivine_probability`` (uint8, probability × 255, for QA), both multiscale on the
 grid of ``bse/``.
@@ -30,6 +31,7 @@ from semlive.settings import OlivineSettings
 
 from ._check import CrystalCheck
 from ._landmarks import GreyMapping, mosaic_histogram
+from ._outline import Outline
 
 __all__ = [
     "OlivineSegmenter",
@@ -166,6 +168,7 @@ class OlivineSegmenter:
         self.store, self.settings = store, settings
         model, self.card = load_model(store / "models" / name)
         self.check = CrystalCheck.from_card(self.card.crystal_check)
+        self.outline = Outline.from_card(self.card.outline)
         self.runtime: Runtime = choose_runtime(settings.device, settings.precision)
         self.model = self.runtime.prepare(model)
         arch = architecture(self.card.architecture)
@@ -235,8 +238,9 @@ class OlivineSegmenter:
         if not scanned[inner].any():
             return RegionResult(bounds, 0, 0, 0.0)
         window = self.probabilities(grey)
-        # crystals are judged whole within the region and its halo, then cut to the region
-        label = self.check.apply(grey, (window >= self.card.dlth) & scanned)[inner]
+        # crystals are grown and judged whole within the region and its halo, then cut to it
+        mask = self.outline.apply(grey, window, (window >= self.card.dlth) & scanned)
+        label = self.check.apply(grey, mask)[inner]
         label = label.astype(np.uint8)
         p = np.where(scanned[inner], window[inner], 0.0)
         self.labels[0][r0:r1, c0:c1] = label
@@ -295,6 +299,7 @@ def _open_outputs(
     provenance = {
         "model": card.architecture,
         "dlth": card.dlth,
+        "outline": card.outline,
         "crystal_check": card.crystal_check,
         "grey_mapping": None
         if mapping is None

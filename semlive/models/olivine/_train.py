@@ -36,9 +36,10 @@ from semlive.models._metrics import Confusion, confusion
 from semlive.models._networks import build_network, load_initial_weights
 from semlive.settings import OlivineSettings
 
-from ._check import MIN_GAIN, CheckFit, CrystalCheck, smoothed
+from ._check import MIN_GAIN, CheckFit, CrystalCheck, cleared, smoothed
 from ._data import IGNORE, LOOKALIKE, LabelledTile, TrainingData, load_training_data
 from ._landmarks import grey_landmarks
+from ._outline import Outline
 from ._rules import rule_thresholds
 
 __all__ = ["TrainProgress", "default_architecture", "score_model", "train_olivine"]
@@ -147,10 +148,12 @@ def train_olivine(
     # kept for readers of older cards, where the check chose its own dlth
     metrics["network_dlth"] = dlth
     metrics["network_validation"] = metrics["validation"]
+    outline = Outline(low=min(settings.outline_low, dlth))
+    logger.info("outline: %s", outline.describe())
     check = CrystalCheck()
     if settings.crystal_check:
         check, metrics["crystal_check"] = _fit_check(
-            final, data, probabilities, dlth, norm, runtime
+            final, data, probabilities, dlth, norm, runtime, outline
         )
     metrics["history"] = history
     metrics["best_val_loss"] = best
@@ -171,7 +174,7 @@ def train_olivine(
         "init_weights": settings.init_weights,
     }
     landmarks = grey_landmarks(t.bse for t in data.train)
-    card = _card(arch, norm, dlth, data, settings, metrics, training, check, landmarks)
+    card = _card(arch, norm, dlth, data, settings, metrics, training, check, landmarks, outline)
     save_model(folder, final, card)
     return card
 
@@ -184,11 +187,13 @@ def score_model(folder: Path, tiles: list[LabelledTile], settings: OlivineSettin
     runtime = choose_runtime(settings.device, "float32")
     network = runtime.prepare(model).eval()
     check = CrystalCheck.from_card(card.crystal_check)
+    outline = Outline.from_card(card.outline)
     total = Confusion()
     for tile in tiles:
         logits = _logits(network, tile, card.normalisation, runtime)
         p = torch.sigmoid(logits)[0, 0].cpu().numpy()
-        mask = check.apply(tile.bse, (p >= card.dlth) & (tile.bse > 0))
+        mask = outline.apply(tile.bse, p, (p >= card.dlth) & (tile.bse > 0))
+        mask = check.apply(tile.bse, mask)
         total = total + confusion(mask, tile.label == 1, tile.label != IGNORE)
     return total
 
@@ -203,12 +208,14 @@ def _card(
     training: dict[str, Any] | None = None,
     check: CrystalCheck | None = None,
     landmarks: tuple[float, float] | None = None,
+    outline: Outline | None = None,
 ) -> ModelCard:
     return ModelCard(
         architecture=arch,
         normalisation=norm,
         dlth=dlth,
         grey_landmarks_dn=[round(x, 1) for x in landmarks or ()],
+        outline=outline.as_dict() if outline is not None else {},
         crystal_check=check.as_dict() if check is not None and check.max_core_std_dn else {},
         label_rules=rule_thresholds(settings),
         training_tiles=[t.name for t in data.train],
@@ -524,9 +531,11 @@ def _fit_check(
     dlth: float,
     norm: Normalisation,
     runtime: Runtime,
+    outline: Outline | None = None,
 ) -> tuple[CrystalCheck, dict[str, float]]:
-    """The crystal check's spread threshold and grey band, fitted at ``dlth`` on all EDS tiles
-    (training and validation: look-alike crystals are few), or no check where none gains.
+    """The crystal check's spread threshold and grey band, fitted at ``dlth`` (the crystals
+    grown by ``outline``, as segmenting grows them) on all EDS tiles (training and validation:
+    look-alike crystals are few), or no check where none gains.
 
     The network has learnt its training tiles, their clinopyroxene included, so the crystals it
     predicts there are nearly all olivine and teach the check little, while on tiles it never
@@ -546,11 +555,11 @@ def _fit_check(
     fit, own = CheckFit(), CheckFit()
     lookalike_px = 0
     for tile, p in tiles():
-        smooth = smoothed(tile.bse, fit.base.smooth_sigma_px)
+        smooth = smoothed(cleared(tile.bse), fit.base.smooth_sigma_px)
         olivine, known = tile.label == 1, tile.label != IGNORE
         lookalike = tile.label == LOOKALIKE
         lookalike_px += int(np.count_nonzero(lookalike))
-        mask = (p >= dlth) & (tile.bse > 0)
+        mask = (outline or Outline()).apply(tile.bse, p, (p >= dlth) & (tile.bse > 0))
         fit.add(tile.bse, mask | lookalike, olivine, known, smooth)
         own.add(tile.bse, mask, olivine, known, smooth)
     check, scores = fit.result()
