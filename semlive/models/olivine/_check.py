@@ -38,8 +38,10 @@ __all__ = [
     "CheckFit",
     "CrystalCheck",
     "CrystalFeatures",
+    "cleared",
     "crystal_features",
     "fit_crystal_check",
+    "prepare",
     "smoothed",
 ]
 
@@ -142,21 +144,27 @@ def cleared(grey: NDArray[np.number[Any]]) -> NDArray[np.float32]:
     return np.where(dark, np.float32(0), out)
 
 
+def prepare(
+    grey: NDArray[np.number[Any]], sigma: float
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """The BSE as the check reads it: :func:`cleared`, and that smoothed by ``sigma``."""
+    clear = cleared(grey)
+    return clear, smoothed(clear, sigma)
+
+
 def crystal_features(
     grey: NDArray[np.number[Any]],
     mask: NDArray[np.bool_],
     check: CrystalCheck,
-    smooth: NDArray[np.float32] | None = None,
+    prepared: tuple[NDArray[np.float32], NDArray[np.float32]] | None = None,
 ) -> CrystalFeatures:
     """Each connected crystal of ``mask`` measured over its interior: the pixels at least
-    ``core_depth_px`` and ``core_fraction`` of its largest depth inside it. The spread is taken
-    on the smoothed BSE (``smooth``: :func:`smoothed` ``grey``, when already made), the mean on
-    the BSE itself (smoothing would mix the surroundings into a small crystal's few interior
-    pixels)."""
+    ``core_depth_px`` and ``core_fraction`` of its largest depth inside it, cracks and holes
+    left out. The spread is taken on the smoothed BSE, the mean on the BSE itself (smoothing
+    would mix the surroundings into a small crystal's few interior pixels); ``prepared``:
+    :func:`prepare` of ``grey``, when already made."""
     crystals, n = ndi.label(mask)
-    clear = cleared(grey)
-    if smooth is None:
-        smooth = smoothed(clear, check.smooth_sigma_px)
+    clear, smooth = prepared if prepared is not None else prepare(grey, check.smooth_sigma_px)
     depth = ndi.distance_transform_edt(mask, return_indices=False).astype(np.float32)
     inside = np.full(n + 1, np.inf, np.float32)
     if n:
@@ -196,10 +204,11 @@ class CheckFit:
         mask: NDArray[np.bool_],
         label: NDArray[np.bool_],
         known: NDArray[np.bool_],
-        smooth: NDArray[np.float32] | None = None,
+        prepared: tuple[NDArray[np.float32], NDArray[np.float32]] | None = None,
     ) -> None:
-        """One tile: its BSE, the network's mask, the EDS olivine label, the labelled pixels."""
-        features = crystal_features(grey, mask, self.base, smooth)
+        """One tile: its BSE, the network's mask, the EDS olivine label, the labelled pixels
+        (``prepared``: :func:`prepare` of the BSE, when already made)."""
+        features = crystal_features(grey, mask, self.base, prepared)
         crystals, n = features.crystals, features.spread.size
         hit = crystals[mask & known & label]
         miss = crystals[mask & known & ~label]

@@ -36,7 +36,7 @@ from semlive.models._metrics import Confusion, confusion
 from semlive.models._networks import build_network, load_initial_weights
 from semlive.settings import OlivineSettings
 
-from ._check import MIN_GAIN, CheckFit, CrystalCheck, cleared, smoothed
+from ._check import MIN_GAIN, CheckFit, CrystalCheck, prepare
 from ._data import IGNORE, LOOKALIKE, LabelledTile, TrainingData, load_training_data
 from ._landmarks import grey_landmarks
 from ._outline import Outline
@@ -531,7 +531,7 @@ def _fit_check(
     dlth: float,
     norm: Normalisation,
     runtime: Runtime,
-    outline: Outline | None = None,
+    outline: Outline,
 ) -> tuple[CrystalCheck, dict[str, float]]:
     """The crystal check's spread threshold and grey band, fitted at ``dlth`` (the crystals
     grown by ``outline``, as segmenting grows them) on all EDS tiles (training and validation:
@@ -555,13 +555,13 @@ def _fit_check(
     fit, own = CheckFit(), CheckFit()
     lookalike_px = 0
     for tile, p in tiles():
-        smooth = smoothed(cleared(tile.bse), fit.base.smooth_sigma_px)
+        prepared = prepare(tile.bse, fit.base.smooth_sigma_px)
         olivine, known = tile.label == 1, tile.label != IGNORE
         lookalike = tile.label == LOOKALIKE
         lookalike_px += int(np.count_nonzero(lookalike))
-        mask = (outline or Outline()).apply(tile.bse, p, (p >= dlth) & (tile.bse > 0))
-        fit.add(tile.bse, mask | lookalike, olivine, known, smooth)
-        own.add(tile.bse, mask, olivine, known, smooth)
+        mask = outline.apply(tile.bse, p, (p >= dlth) & (tile.bse > 0))
+        fit.add(tile.bse, mask | lookalike, olivine, known, prepared)
+        own.add(tile.bse, mask, olivine, known, prepared)
     check, scores = fit.result()
     without, with_check = own.iou(CrystalCheck()), own.iou(check)
     if with_check < without - MIN_GAIN:
