@@ -322,14 +322,23 @@ def _check_rule(check: dict[str, float]) -> str:
     """The model card's crystal check in words (as ``CrystalCheck.describe`` says it)."""
     if not check:
         return "off"
+
+    def band(low: float | None, high: float | None) -> str:
+        return (
+            f"{'any' if low is None else f'{low:,.0f}'}–{'any' if high is None else f'{high:,.0f}'}"
+        )
+
     rule = f"crystals with interior BSE spread below {check['max_core_std_dn']:,.0f} DN"
     if "band_low_dn" in check or "band_high_dn" in check:
-        low, high = check.get("band_low_dn"), check.get("band_high_dn")
+        grey = band(check.get("band_low_dn"), check.get("band_high_dn"))
+        rule += f" whose interior mean BSE is {grey} DN"
+    rule += " dropped"
+    if check.get("small_depth_px", 0) > 0:
         rule += (
-            f" whose interior mean BSE is {'any' if low is None else f'{low:,.0f}'}–"
-            f"{'any' if high is None else f'{high:,.0f}'} DN"
+            f"; crystals of fewer than {check.get('min_core_px', 100):g} interior pixels count"
+            f" as flat (their mean BSE taken {check['small_depth_px']:g} px inside them)"
         )
-    return rule + " dropped"
+    return rule
 
 
 def _outline_rule(outline: dict[str, float]) -> str:

@@ -12,7 +12,7 @@ from scipy import ndimage as ndi
 from semlive.models import build_network
 from semlive.models._checkpoint import ModelCard, Normalisation, load_model, save_model
 from semlive.models.olivine import CrystalCheck, crystal_features, fit_crystal_check
-from semlive.models.olivine._check import MIN_GAIN, smoothed
+from semlive.models.olivine._check import MIN_GAIN, smoothed, without_resin
 
 NOISE_DN = 590.0  # the virtual SEM's BSE noise per pixel
 
@@ -67,9 +67,9 @@ def test_the_check_stays_off_where_it_gains_nothing():
     assert np.array_equal(check.apply(grey, mask), mask)  # off: the mask as it is
 
 
-def test_only_labelled_pixels_count_and_small_crystals_are_not_judged():
+def test_only_labelled_pixels_count_and_older_cards_judge_no_small_crystal():
     grey, mask, olivine = _scene(3, ZONED, FLAT, SMALL)
-    features = crystal_features(grey, mask, CrystalCheck())
+    features = crystal_features(grey, mask, CrystalCheck())  # small_depth_px 0: older cards
     crystals, spread = features.crystals, features.spread
     assert np.isinf(spread[0])
     small = [crystals[r, c] for r, c, _ in SMALL]
@@ -97,6 +97,7 @@ def test_the_card_carries_the_check_and_older_cards_have_none(tmp_path):
         CrystalCheck(140.5),  # no band: the flatness alone decides
         CrystalCheck(140.5, band_low_dn=29_000.0, band_high_dn=30_100.0),
         CrystalCheck(140.5, band_low_dn=29_000.0),  # open above
+        CrystalCheck(140.5, band_low_dn=29_000.0, band_high_dn=30_100.0, small_depth_px=1.5),
     ):
         save_model(tmp_path / "new", model, replace(card, crystal_check=check.as_dict()))
         loaded = load_model(tmp_path / "new")[1]
@@ -213,6 +214,59 @@ def test_look_alikes_are_dropped_only_in_their_grey_band():
     assert "whose interior mean BSE is" in check.describe()
 
 
+def test_small_crystals_are_judged_by_the_band_alone():
+    """Crystals too small to show zoning count as flat: small look-alikes in the band learnt on
+    the larger crystals go, small olivines outside it stay; the fit turns this on only where it
+    gains, and a card written before (small_depth_px 0) keeps them all."""
+    large = [
+        (90, 90, 60, 27_000, 27_000, True),  # flat olivines, Mg- and Fe-rich
+        (90, 260, 55, 31_000, 31_000, True),
+        (90, 440, 60, 28_000, 30_600, True),  # zoned olivine across the band
+        (90, 620, 55, 29_300, 29_300, False),  # flat look-alikes
+        (90, 800, 60, 29_800, 29_800, False),
+    ]
+    small_olivine = [(250, 100, 5, 27_000, 27_000, True), (250, 300, 6, 31_000, 31_000, True)]
+    small_lookalike = [(250, 500, 5, 29_500, 29_500, False), (300, 700, 6, 29_600, 29_600, False)]
+    grey, mask, olivine = _crystals(12, large + small_olivine + small_lookalike)
+    check, scores = fit_crystal_check([(grey, mask, olivine, np.ones_like(mask))])
+    assert check.small_depth_px > 0
+    assert scores["small_dropped"] == len(small_lookalike)
+    assert scores["dropped"] == 2 + len(small_lookalike)
+    assert scores["eds_iou_with"] == pytest.approx(1.0)
+    features = crystal_features(grey, mask, check)
+    small = [features.crystals[r, c] for r, c, *_ in small_olivine + small_lookalike]
+    assert features.small[small].all()
+    assert np.isinf(features.spread[small]).all()
+    expected = [d[3] for d in small_olivine + small_lookalike]
+    assert features.mean[small] == pytest.approx(expected, abs=400)
+    assert "count as flat" in check.describe()
+    # a new scene: the small look-alike goes, the small olivines stay
+    grey2, mask2, olivine2 = _crystals(
+        13,
+        [
+            (100, 100, 70, 27_600, 27_600, True),
+            (100, 300, 50, 29_450, 29_450, False),
+            (250, 100, 5, 27_200, 27_200, True),
+            (250, 300, 6, 30_900, 30_900, True),
+            (250, 500, 5, 29_550, 29_550, False),
+        ],
+    )
+    assert np.array_equal(check.apply(grey2, mask2), olivine2)
+    assert replace(check, small_depth_px=0.0).apply(grey2, mask2)[250, 500]  # older cards
+    # where the small crystals in the band are olivine, judging them would lose: not on
+    labels = olivine | np.isin(features.crystals, small)
+    check, scores = fit_crystal_check([(grey, mask, labels, np.ones_like(mask))])
+    assert check.max_core_std_dn > 0
+    assert scores["dropped"] == 2
+    assert check.small_depth_px == 0
+    assert scores["small_dropped"] == 0
+    # a crystal with too few pixels that deep is not judged: a 2-px-wide sliver
+    sliver = np.zeros((40, 40), bool)
+    sliver[10:30, 19:21] = True
+    sliver_grey = np.where(sliver, 29_500.0, 25_000.0)
+    assert not crystal_features(sliver_grey, sliver, CrystalCheck(small_depth_px=1.5)).small.any()
+
+
 def test_the_crystal_mean_is_of_its_own_pixels_not_its_surroundings():
     """A small crystal's mean grey is not pulled toward the groundmass around it."""
     grey, mask, _ = _crystals(8, [(50, 50, 6, 29_500, 29_500, False)], size=(100, 100))
@@ -232,6 +286,7 @@ def test_the_report_states_the_check_as_the_model_does():
         CrystalCheck(140.5, band_low_dn=29_000.0, band_high_dn=30_100.0),
         CrystalCheck(96.0, band_low_dn=28_975.5),
         CrystalCheck(96.0, band_high_dn=30_975.5),
+        CrystalCheck(96.0, band_low_dn=28_975.5, band_high_dn=30_100.0, small_depth_px=1.5),
     ):
         assert _check_rule(check.as_dict()) == check.describe()
 
@@ -275,3 +330,21 @@ def test_a_fit_without_olivine_switches_nothing_on_and_divides_by_nothing():
     check, scores = fit.result()
     assert check.max_core_std_dn == 0
     assert scores["eds_iou_with"] == 0
+
+
+def test_resin_in_cracks_and_holes_is_not_olivine():
+    """A crystal seen whole across its crack keeps every pixel but the crack's resin."""
+    size = (200, 200)
+    rr, cc = np.mgrid[: size[0], : size[1]]
+    disk = np.hypot(rr - 100, cc - 100) <= 60
+    crack = disk & (np.abs(rr - cc) <= 1)  # a 3-px diagonal crack
+    hole = np.hypot(rr - 70, cc - 120) <= 4
+    truth = np.where(crack | hole, 3_400.0, np.where(disk, 29_000.0, 25_000.0))
+    rng = np.random.default_rng(14)
+    grey = ndi.gaussian_filter(truth, 0.6) + rng.normal(0, NOISE_DN, size)
+    grey[:, :10] = 0  # unscanned
+    kept = without_resin(grey, disk)
+    olivine = disk & ~crack & ~hole
+    assert not (kept & (crack | hole)).any()
+    assert (kept & olivine).sum() == olivine.sum()
+    assert np.array_equal(without_resin(grey, np.zeros_like(disk)), np.zeros_like(disk))
