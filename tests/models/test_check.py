@@ -298,6 +298,7 @@ def _tallied(spread, mean, tps, fps, fn=0.0):
     fit = CheckFit()
     fit.spreads, fit.means = [np.asarray(spread, float)], [np.asarray(mean, float)]
     fit.tps, fit.fps = [np.asarray(tps, float)], [np.asarray(fps, float)]
+    fit.smalls = [np.zeros(len(spread), bool)]
     fit.tp, fit.fp, fit.fn = float(np.sum(tps)), float(np.sum(fps)), fn
     return fit
 

@@ -240,8 +240,7 @@ def crystal_features(
     if check.small_depth_px > 0 and too_small[1:].any():
         shallow = (depth >= check.small_depth_px) & (clear > 0) & too_small[crystals]
         some = np.bincount(crystals[shallow], minlength=n + 1).astype(np.float64)
-        small = too_small & (some >= MIN_SMALL_PX)
-        small[0] = False
+        small = too_small & (some >= MIN_SMALL_PX)  # never the background: no depth
         with np.errstate(invalid="ignore", divide="ignore"):
             level = np.where(
                 small, np.bincount(crystals[shallow], clear[shallow], minlength=n + 1) / some, level
@@ -262,9 +261,7 @@ class CheckFit:
         self.means: list[NDArray[np.float64]] = []
         self.tps: list[NDArray[np.float64]] = []
         self.fps: list[NDArray[np.float64]] = []
-        self.small_means: list[NDArray[np.float64]] = []
-        self.small_tps: list[NDArray[np.float64]] = []
-        self.small_fps: list[NDArray[np.float64]] = []
+        self.smalls: list[NDArray[np.bool_]] = []  # judged by the band alone (spread +inf)
         self.tp = self.fp = self.fn = 0.0
 
     def add(
@@ -284,42 +281,29 @@ class CheckFit:
         self.tp += hit.size
         self.fp += miss.size
         self.fn += float(np.count_nonzero(~mask & known & label))
-        tps = np.bincount(hit, minlength=n).astype(np.float64)
-        fps = np.bincount(miss, minlength=n).astype(np.float64)
-        judged, small = features.judged, features.small
-        self.spreads.append(features.spread[judged])
-        self.means.append(features.mean[judged])
-        self.tps.append(tps[judged])
-        self.fps.append(fps[judged])
-        self.small_means.append(features.mean[small])
-        self.small_tps.append(tps[small])
-        self.small_fps.append(fps[small])
+        kept = features.judged | features.small
+        self.spreads.append(features.spread[kept])
+        self.means.append(features.mean[kept])
+        self.tps.append(np.bincount(hit, minlength=n)[kept].astype(np.float64))
+        self.fps.append(np.bincount(miss, minlength=n)[kept].astype(np.float64))
+        self.smalls.append(features.small[kept])
 
-    def _tallies(self, *parts: list[NDArray[np.float64]]) -> tuple[NDArray[np.float64], ...]:
-        return tuple(np.concatenate(p) if p else np.empty(0) for p in parts)
-
-    def _dropped(self, check: CrystalCheck) -> tuple[float, float]:
-        """The olivine and other pixels (by the labels) of the crystals ``check`` drops."""
-        if check.max_core_std_dn <= 0:
-            return 0.0, 0.0
-        spread, mean, tps, fps = self._tallies(self.spreads, self.means, self.tps, self.fps)
-        s_mean, s_tps, s_fps = self._tallies(self.small_means, self.small_tps, self.small_fps)
-        small = np.concatenate([np.zeros(spread.size, bool), np.ones(s_mean.size, bool)])
-        features = CrystalFeatures(
-            np.empty(0, np.int32),
-            np.concatenate([spread, np.full(s_mean.size, np.inf)]),
-            np.concatenate([mean, s_mean]),
-            small,
+    def _tallies(self) -> tuple[CrystalFeatures, NDArray[np.float64], NDArray[np.float64]]:
+        """The crystals added, as features (no image), and their olivine and other pixels."""
+        spread, mean, tps, fps = (
+            np.concatenate(parts) if parts else np.empty(0)
+            for parts in (self.spreads, self.means, self.tps, self.fps)
         )
-        drop = check.drops(features)
-        return (
-            float(np.concatenate([tps, s_tps])[drop].sum()),
-            float(np.concatenate([fps, s_fps])[drop].sum()),
-        )
+        small = np.concatenate(self.smalls) if self.smalls else np.empty(0, bool)
+        return CrystalFeatures(np.empty(0, np.int32), spread, mean, small), tps, fps
 
     def iou(self, check: CrystalCheck) -> float:
         """The IoU over the tiles added with ``check`` applied (one of the same judging)."""
-        dropped_tp, dropped_fp = self._dropped(check)
+        dropped_tp = dropped_fp = 0.0
+        if check.max_core_std_dn > 0:
+            features, tps, fps = self._tallies()
+            drop = check.drops(features)
+            dropped_tp, dropped_fp = float(tps[drop].sum()), float(fps[drop].sum())
         union = self.tp + self.fp + self.fn - dropped_fp
         return (self.tp - dropped_tp) / union if union > 0 else 0.0
 
@@ -327,7 +311,8 @@ class CheckFit:
         """The spread threshold and grey band that maximise the IoU over the tiles added (off
         where none gains ``MIN_GAIN``), small crystals judged by the band too where that raises
         it, and the IoU without and with them."""
-        spread, mean, tps, fps = self._tallies(self.spreads, self.means, self.tps, self.fps)
+        features, tps, fps = self._tallies()
+        spread, mean = features.spread, features.mean  # small crystals: spread +inf, never flat
         union = self.tp + self.fp + self.fn
         before = self.tp / union if union > 0 else 0.0
         choices = [
@@ -339,7 +324,8 @@ class CheckFit:
         # as from the zoned ones, and with the flat olivines near the band inside the rule
         plateau = [c for c in choices if c.iou >= top - _PLATEAU_IOU]
         best = plateau[len(plateau) // 2] if top > before else _Choice(before, 0, 0, 0, 0)
-        scores = {"eds_iou_without": before, "eds_iou_with": best.iou, "judged": spread.size}
+        judged = int(np.count_nonzero(np.isfinite(spread)))
+        scores = {"eds_iou_without": before, "eds_iou_with": best.iou, "judged": judged}
         if best.dropped == 0 or best.iou - before < MIN_GAIN:
             return replace(self.base, max_core_std_dn=0.0, small_depth_px=0.0), {
                 **scores,
@@ -358,8 +344,7 @@ class CheckFit:
         with_small, without_small = self.iou(check), self.iou(alone)
         if check.small_depth_px <= 0 or with_small <= without_small:
             return alone, {**scores, "dropped": best.dropped, "small_dropped": 0}
-        small = self._tallies(self.small_means)[0]
-        small_dropped = int(((small >= best.low) & (small <= best.high)).sum())
+        small_dropped = int(np.count_nonzero(check.drops(features) & features.small))
         return check, {
             **scores,
             "eds_iou_with": with_small,
@@ -380,7 +365,7 @@ class _Choice:
 def _spread_thresholds(spread: NDArray[np.float64]) -> NDArray[np.float64]:
     """Spread thresholds worth trying: halfway between neighbouring distinct spreads, at most
     ``_SPREAD_CANDIDATES`` of them (quantiles), and one above all."""
-    values = np.unique(spread[spread > 0])
+    values = np.unique(spread[(spread > 0) & np.isfinite(spread)])
     if values.size == 0:
         return np.empty(0)
     cuts = np.concatenate([0.5 * (values[1:] + values[:-1]), [values[-1] * 1.1]])
