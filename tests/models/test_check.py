@@ -12,7 +12,7 @@ from scipy import ndimage as ndi
 from semlive.models import build_network
 from semlive.models._checkpoint import ModelCard, Normalisation, load_model, save_model
 from semlive.models.olivine import CrystalCheck, crystal_features, fit_crystal_check
-from semlive.models.olivine._check import MIN_GAIN, smoothed, without_resin
+from semlive.models.olivine._check import MIN_GAIN, smoothed
 
 NOISE_DN = 590.0  # the virtual SEM's BSE noise per pixel
 
@@ -331,21 +331,3 @@ def test_a_fit_without_olivine_switches_nothing_on_and_divides_by_nothing():
     check, scores = fit.result()
     assert check.max_core_std_dn == 0
     assert scores["eds_iou_with"] == 0
-
-
-def test_resin_in_cracks_and_holes_is_not_olivine():
-    """A crystal seen whole across its crack keeps every pixel but the crack's resin."""
-    size = (200, 200)
-    rr, cc = np.mgrid[: size[0], : size[1]]
-    disk = np.hypot(rr - 100, cc - 100) <= 60
-    crack = disk & (np.abs(rr - cc) <= 1)  # a 3-px diagonal crack
-    hole = np.hypot(rr - 70, cc - 120) <= 4
-    truth = np.where(crack | hole, 3_400.0, np.where(disk, 29_000.0, 25_000.0))
-    rng = np.random.default_rng(14)
-    grey = ndi.gaussian_filter(truth, 0.6) + rng.normal(0, NOISE_DN, size)
-    grey[:, :10] = 0  # unscanned
-    kept = without_resin(grey, disk)
-    olivine = disk & ~crack & ~hole
-    assert not (kept & (crack | hole)).any()
-    assert (kept & olivine).sum() == olivine.sum()
-    assert np.array_equal(without_resin(grey, np.zeros_like(disk)), np.zeros_like(disk))

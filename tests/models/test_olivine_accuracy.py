@@ -36,11 +36,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # the training fixtu
 # session's clinopyroxene dropped, learnt on the EDS tiles from the network's crystals and the
 # clinopyroxene the EDS rules find there; cracks and holes left out of a crystal's interior;
 # crystals too small to show zoning judged by the band alone) removes most of the
-# clinopyroxene, and resin in cracks and holes is left out of the labels. On the machine of
-# 2026-12-07, seeds 0/1/2: IoU 0.787 / 0.703 / 0.714 before the outline and check, 0.856 /
-# 0.762 / 0.744 with them, 0.871 / 0.774 / 0.780 with small crystals judged and resin left out
-# (this fixture is seed 0: OA 0.990, clinopyroxene 2.5 %; seeds 1/2: OA 0.984 / 0.984,
-# clinopyroxene 9.3 % / 3.6 %). The same code, seed and data train to a different network on
+# clinopyroxene. On the machine of 2026-12-07, seeds 0/1/2: IoU 0.787 / 0.703 / 0.714 before
+# the outline and check, 0.856 / 0.762 / 0.744 with them, 0.866 / 0.769 / 0.769 with small
+# crystals judged too (this fixture is seed 0: OA 0.989, clinopyroxene 2.5 %; seeds 1/2: OA
+# 0.984 / 0.983, clinopyroxene 9.3 % / 3.6 %). The same code, seed and data train to a different network on
 # different machines (float rounding in the CPU kernels grows over the epochs): before the
 # outline this fixture scored 0.786 on most machines and 0.746 on that of 2026-12-06. What is
 # left: whole crystals the network gives under 0.02 (microlites, some microphenocrysts),
@@ -48,7 +47,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # the training fixtu
 # olivine phenocrysts inside that band (dropped or kept by a few DN of spread threshold).
 # These floors guard what is reached, below the spread measured between seeds; the issue
 # stays open (see the closing note).
-IOU_FLOOR, OA_FLOOR, CPX_CEILING, ROBUST_DROP = 0.77, 0.98, 0.10, 0.02
+IOU_FLOOR, OA_FLOOR, CPX_CEILING, ROBUST_DROP = 0.76, 0.98, 0.10, 0.02
 EPOCHS = 8  # ~5 min on 2 CPU cores; `semlive train` defaults to 40 (~21 min)
 
 
@@ -76,7 +75,7 @@ def test_unseen_tiles_accuracy_against_the_truth(unseen):
     assert sum(r["tp"] for r in unseen["regions"]) == overall["tp"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 7 open: IoU 0.77-0.87, OA 0.98-0.99, see note")
+@pytest.mark.xfail(strict=True, reason="issue 7 open: IoU 0.76-0.87, OA 0.98-0.99, see note")
 def test_unseen_tiles_reach_the_issues_accuracy(unseen):
     """The issue's bar, kept executable: an unexpected pass fails the run, so whoever reaches
     it turns this into a plain test."""

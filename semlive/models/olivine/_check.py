@@ -53,7 +53,6 @@ __all__ = [
     "fit_crystal_check",
     "prepare",
     "smoothed",
-    "without_resin",
 ]
 
 DARK_FRACTION = 0.7  # of the median grey: cracks and holes, left out of a crystal's interior
@@ -171,27 +170,10 @@ def cleared(grey: NDArray[np.number[Any]]) -> NDArray[np.float32]:
     scanned = out > 0
     if not scanned.any():
         return out
-    dark = ndi.binary_dilation(scanned & (out < _dark_floor(out, scanned)))
+    values = out[scanned]
+    floor = DARK_FRACTION * float(np.median(values[:: max(1, values.size // 200_000)]))
+    dark = ndi.binary_dilation(scanned & (out < floor))
     return np.where(dark, np.float32(0), out)
-
-
-def without_resin(grey: NDArray[np.number[Any]], mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
-    """``mask`` without the pixels of cracks and holes: darker than ``DARK_FRACTION`` of the
-    scanned pixels' median grey (resin; on the virtual SEM's basalts the floor is ~17,500 DN
-    and pure forsterite, olivine's darkest, 21,500 DN). The network, the outline and the check
-    see crystals whole, across their cracks; a crack is resin, not olivine (on the virtual
-    SEM's `small`, 2,000 of the 22,000 false olivine pixels of an 8-epoch model, seed 0)."""
-    if not mask.any():
-        return mask
-    scanned = grey > 0
-    out: NDArray[np.bool_] = mask & ~(scanned & (grey < _dark_floor(grey, scanned)))
-    return out
-
-
-def _dark_floor(grey: NDArray[np.number[Any]], scanned: NDArray[np.bool_]) -> float:
-    """``DARK_FRACTION`` of the median grey of the scanned pixels (of a subsample)."""
-    values = np.asarray(grey)[scanned]
-    return DARK_FRACTION * float(np.median(values[:: max(1, values.size // 200_000)]))
 
 
 def prepare(

@@ -4,8 +4,7 @@ A region (plus a halo of context) is cut into overlapping windows; each window's
 are weighted by a taper that falls toward its edges (so every pixel is decided mostly by windows
 that see it with context on all sides), averaged, and thresholded at the model's ``dlth``; the
 crystals are grown to the BSE's edges (:mod:`._outline`) and the model's crystal check
-(:mod:`._check`) then drops crystals too flat for an olivine; resin in cracks and holes is
-left out.
+(:mod:`._check`) then drops crystals too flat for an olivine.
 Results go to ``mosaic.zarr/bse/labels/olivine`` (uint8, OME-Zarr labels) and
 ``mosaic.zarr/olivine_probability`` (uint8, probability × 255, for QA), both multiscale on the
 grid of ``bse/``.
@@ -30,7 +29,7 @@ from semlive.models._labels import register_label, require_pyramid, update_pyram
 from semlive.models._networks import architecture
 from semlive.settings import OlivineSettings
 
-from ._check import CrystalCheck, without_resin
+from ._check import CrystalCheck
 from ._landmarks import GreyMapping, mosaic_histogram
 from ._outline import Outline
 
@@ -241,7 +240,7 @@ class OlivineSegmenter:
         window = self.probabilities(grey)
         # crystals are grown and judged whole within the region and its halo, then cut to it
         mask = self.outline.apply(grey, window, (window >= self.card.dlth) & scanned)
-        label = without_resin(grey, self.check.apply(grey, mask))[inner]
+        label = self.check.apply(grey, mask)[inner]
         label = label.astype(np.uint8)
         p = np.where(scanned[inner], window[inner], 0.0)
         self.labels[0][r0:r1, c0:c1] = label

@@ -36,7 +36,7 @@ from semlive.models._metrics import Confusion, confusion
 from semlive.models._networks import build_network, load_initial_weights
 from semlive.settings import OlivineSettings
 
-from ._check import MIN_GAIN, CheckFit, CrystalCheck, prepare, without_resin
+from ._check import MIN_GAIN, CheckFit, CrystalCheck, prepare
 from ._data import IGNORE, LOOKALIKE, LabelledTile, TrainingData, load_training_data
 from ._landmarks import grey_landmarks
 from ._outline import Outline
@@ -193,7 +193,7 @@ def score_model(folder: Path, tiles: list[LabelledTile], settings: OlivineSettin
         logits = _logits(network, tile, card.normalisation, runtime)
         p = torch.sigmoid(logits)[0, 0].cpu().numpy()
         mask = outline.apply(tile.bse, p, (p >= card.dlth) & (tile.bse > 0))
-        mask = without_resin(tile.bse, check.apply(tile.bse, mask))
+        mask = check.apply(tile.bse, mask)
         total = total + confusion(mask, tile.label == 1, tile.label != IGNORE)
     return total
 
@@ -494,12 +494,9 @@ def _validate(
 def _agreement(
     probabilities: list[NDArray[np.float32]], tiles: list[LabelledTile], threshold: float
 ) -> Confusion:
-    """The network's masks at ``threshold`` (resin left out, as the labels are written)
-    against the tiles' EDS labels."""
     total = Confusion()
     for p, t in zip(probabilities, tiles, strict=True):
-        mask = without_resin(t.bse, p >= threshold)
-        total = total + confusion(mask, t.label == 1, t.label != IGNORE)
+        total = total + confusion(p >= threshold, t.label == 1, t.label != IGNORE)
     return total
 
 
