@@ -332,6 +332,8 @@ def _check_rule(check: dict[str, float]) -> str:
     if "band_low_dn" in check or "band_high_dn" in check:
         grey = band(check.get("band_low_dn"), check.get("band_high_dn"))
         rule += f" whose interior mean BSE is {grey} DN"
+        if "gap_low_dn" in check and "gap_high_dn" in check:
+            rule += f" but not {band(check['gap_low_dn'], check['gap_high_dn'])} DN"
     rule += " dropped"
     if check.get("small_depth_px", 0) > 0:
         rule += (

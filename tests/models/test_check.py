@@ -12,7 +12,7 @@ from scipy import ndimage as ndi
 from semlive.models import build_network
 from semlive.models._checkpoint import ModelCard, Normalisation, load_model, save_model
 from semlive.models.olivine import CrystalCheck, crystal_features, fit_crystal_check
-from semlive.models.olivine._check import MIN_GAIN, smoothed
+from semlive.models.olivine._check import MIN_GAIN, MIN_REACH_DN, CrystalFeatures, smoothed
 
 NOISE_DN = 590.0  # the virtual SEM's BSE noise per pixel
 
@@ -331,3 +331,90 @@ def test_a_fit_without_olivine_switches_nothing_on_and_divides_by_nothing():
     check, scores = fit.result()
     assert check.max_core_std_dn == 0
     assert scores["eds_iou_with"] == 0
+
+
+def test_the_band_reaches_past_its_look_alikes_by_their_spacing_not_halfway():
+    """Every edge in the gap between the last look-alike and the nearest flat olivine does as
+    well on the EDS tiles; off them, the band stops one mean spacing of the look-alikes beyond
+    the outermost (a sample of n falls short of its population's edge by about its range over
+    n − 1), so a flat olivine just beyond that, which halfway would drop, is kept."""
+    lookalikes = [29_000.0, 29_200.0, 29_400.0, 29_600.0]
+    mean = [27_000.0, *lookalikes, 32_000.0]  # flat olivines far below and above
+    tps, fps = [500, 0, 0, 0, 0, 500], [0, 300, 300, 300, 300, 0]
+    check, scores = _tallied([50.0] * 6, mean, tps, fps).result()
+    assert scores["eds_iou_with"] == pytest.approx(1.0)
+    assert (check.band_low_dn, check.band_high_dn) == (28_800.0, 29_800.0)
+    unseen = CrystalFeatures(
+        np.empty(0, np.int32),
+        np.array([np.inf, 50.0, 50.0, 50.0]),
+        np.array([0.0, 28_400.0, 28_850.0, 29_750.0]),  # a flat olivine; two look-alikes
+        np.zeros(4, bool),
+    )
+    assert check.drops(unseen).tolist() == [False, False, True, True]
+    # a flat olivine nearer than the spacing: halfway to it, as before
+    mean[-1] = 29_700.0
+    check, _ = _tallied([50.0] * 6, mean, tps, fps).result()
+    assert check.band_high_dn == 29_650.0
+    # a single look-alike says nothing of the spread: the least reach, a mean's scatter
+    fit = _tallied([50.0] * 3, [27_000.0, 29_000.0, 32_000.0], [500, 0, 500], [0, 300, 0])
+    check, _ = fit.result()
+    assert (check.band_low_dn, check.band_high_dn) == (29_000.0 - MIN_REACH_DN, 29_100.0)
+
+
+def test_an_unzoned_olivine_amid_the_look_alikes_keeps_a_gap_in_the_band():
+    """A large flat olivine whose grey lies among the look-alikes': one band would drop it
+    or keep half of them; two runs around it (a band with a gap) drop them all and keep it.
+    A small one costs less than ``MIN_GAIN`` to drop: no gap for it."""
+    from semlive.catalogue._report import _check_rule
+
+    mean = [27_000.0, 29_000.0, 29_100.0, 29_200.0, 29_400.0, 29_600.0, 29_700.0, 32_000.0]
+    fps = [0, 3_000, 3_000, 3_000, 0, 3_000, 3_000, 0]
+    tps = [5_000, 0, 0, 0, 6_000, 0, 0, 5_000]
+    fit = _tallied([50.0] * len(mean), mean, tps, fps)
+    check, scores = fit.result()
+    assert scores["eds_iou_with"] == pytest.approx(1.0)
+    assert (check.band_low_dn, check.band_high_dn) == (28_900.0, 29_800.0)
+    assert (check.gap_low_dn, check.gap_high_dn) == (29_300.0, 29_500.0)
+    assert "but not 29,300–29,500 DN" in check.describe()
+    assert _check_rule(check.as_dict()) == check.describe()
+    unseen = CrystalFeatures(
+        np.empty(0, np.int32),
+        np.array([np.inf, 50.0, 50.0, 50.0]),
+        np.array([0.0, 29_050.0, 29_420.0, 29_650.0]),
+        np.zeros(4, bool),
+    )
+    assert check.drops(unseen).tolist() == [False, True, False, True]
+    loaded = CrystalCheck.from_card(json.loads(json.dumps(check.as_dict())))
+    assert loaded == check
+    # the same olivine small: dropping it costs less than the gap must gain
+    tps[4] = 20
+    check, _ = _tallied([50.0] * len(mean), mean, tps, fps).result()
+    assert (check.band_low_dn, check.band_high_dn) == (28_860.0, 29_840.0)  # 6 means, 700 DN
+    assert check.gap_low_dn > check.gap_high_dn  # none
+    assert "but not" not in check.describe()
+
+
+def test_the_best_two_runs_are_the_best_there_are():
+    """The two-run search against every pair of runs apart (and every single run)."""
+    from semlive.models.olivine._check import _best_runs
+
+    rng = np.random.default_rng(4)
+    for _ in range(300):
+        values = rng.normal(0, 1, int(rng.integers(1, 10)))
+        n = values.size
+        runs = [(a, b) for a in range(n) for b in range(a + 1, n + 1)]
+        best = max([0.0] + [values[a:b].sum() for a, b in runs])
+        for a, b in runs:
+            for c, d in runs:
+                if c > b:
+                    best = max(best, values[a:b].sum() + values[c:d].sum())
+        found = _best_runs(values, two=True)
+        assert sum(values[a:b].sum() for a, b in found) == pytest.approx(best)
+        assert len(found) <= 2
+        assert all(a < b for a, b in found)
+        if len(found) == 2:
+            assert found[0][1] < found[1][0]  # apart: a kept crystal between
+        single = _best_runs(values, two=False)
+        assert sum(values[a:b].sum() for a, b in single) == pytest.approx(
+            max([0.0] + [values[a:b].sum() for a, b in runs])
+        )

@@ -35,17 +35,20 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # the training fixtu
 # crystal check (flat crystals in the grey band of the session's clinopyroxene dropped, learnt on
 # the EDS tiles from the network's crystals and the clinopyroxene the EDS rules find there; cracks
 # and holes left out of a crystal's interior; crystals too small to show zoning judged by the band
-# alone) removes most of the clinopyroxene. On the machine of 2026-12-07, seeds 0/1/2: IoU 0.787 /
-# 0.703 / 0.714 before the outline and check, 0.856 / 0.762 / 0.744 with them, 0.866 / 0.769 / 0.769
-# with small crystals judged too (this fixture is seed 0: OA 0.989, clinopyroxene 2.5 %; seeds 1/2:
-# OA 0.984 / 0.983, clinopyroxene 9.3 % / 3.6 %). The same code, seed and data train to a different
-# network on different machines (float rounding in the CPU kernels grows over the epochs): before
-# the outline this fixture scored 0.786 on most machines and 0.746 on that of 2026-12-06. What is
-# left: whole crystals the network gives under 0.02 (microlites, some microphenocrysts),
-# clinopyroxene just outside the band learnt from the EDS tiles' few crystals, and unzoned olivine
-# phenocrysts inside that band (dropped or kept by a few DN of spread threshold). These floors guard
-# what is reached, below the spread measured between seeds; the issue stays open (see the closing
-# note).
+# alone; the band's edges no farther past the clinopyroxene than its spacing in grey, and a gap in
+# it where an unzoned olivine lies amid it) removes most of the clinopyroxene. The same code, seed
+# and data train to a different network on different machines (float rounding in the CPU kernels
+# grows over the epochs). On the machine of 2026-12-07 (second session), seeds 0-4, the same
+# networks with the check before / after the band's reach and gap: IoU 0.780 / 0.844, 0.832 / 0.832,
+# 0.525 / 0.841, 0.637 / 0.637, 0.762 / 0.765; this fixture is seed 0: OA 0.980 / 0.987,
+# clinopyroxene called olivine 12.5 % / 4.8 % (on the machine of the day before, seeds 0/1/2 gave
+# 0.866 / 0.769 / 0.769 before). Seed 2's 0.525 was a 74,000-px unzoned phenocryst 1 DN inside a
+# band edge set halfway to the nearest flat olivine; seed 0's 12.5 %, clinopyroxene left out of the
+# band to keep a 6,600-px unzoned olivine amid it on the EDS tiles. What is left: whole crystals the
+# network gives under 0.02 (microlites, some microphenocrysts), on seed 3 large parts of phenocrysts
+# (its network agrees with the EDS labels at IoU 0.55 only), clinopyroxene and flat olivines of the
+# same grey. These floors guard what is reached, below the spread measured between seeds; the issue
+# stays open (see the closing note).
 IOU_FLOOR, OA_FLOOR, CPX_CEILING, ROBUST_DROP = 0.76, 0.98, 0.10, 0.02
 EPOCHS = 8  # ~5 min on 2 CPU cores; `semlive train` defaults to 40 (~21 min)
 
@@ -74,7 +77,7 @@ def test_unseen_tiles_accuracy_against_the_truth(unseen):
     assert sum(r["tp"] for r in unseen["regions"]) == overall["tp"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 7 open: IoU 0.76-0.87, OA 0.98-0.99, see note")
+@pytest.mark.xfail(strict=True, reason="issue 7 open: IoU 0.64-0.87, OA 0.97-0.99, see note")
 def test_unseen_tiles_reach_the_issues_accuracy(unseen):
     """The issue's bar, kept executable: an unexpected pass fails the run, so whoever reaches
     it turns this into a plain test."""

@@ -14,11 +14,16 @@ it often cannot tell the two apart pixel by pixel. The crystals differ as wholes
   crystal's interior BSE.
 
 A crystal is dropped when its spread is below ``max_core_std_dn`` and its mean lies within
-[``band_low_dn``, ``band_high_dn``] (unbounded by default: the flatness alone decides). Neither
-is set by hand: both are chosen on the session's own EDS tiles, where the EDS labels say which
-predicted crystals are olivine, as the pair that maximises the IoU against those labels (the way
-``dlth`` is chosen; of the spread thresholds that do within 0.001 as well, the middle one).
-Where no choice gains at least ``MIN_GAIN`` IoU there, the check stays off.
+[``band_low_dn``, ``band_high_dn``] (unbounded by default: the flatness alone decides) but not
+in the band's gap (``gap_low_dn``, ``gap_high_dn``) (none by default). None is set by hand: all
+are chosen on the session's own EDS tiles, where the EDS labels say which predicted crystals
+are olivine, as those that maximise the IoU against those labels (the way ``dlth`` is chosen; of
+the spread thresholds that do within 0.001 as well, the middle one). Where no choice gains at
+least ``MIN_GAIN`` IoU there, the check stays off. A gap (flat olivines kept amid the
+look-alikes' grey: an unzoned olivine of clinopyroxene's grey) is taken only where it gains
+``MIN_GAIN`` over the best band without one. The EDS tiles' IoU does not say where between the
+last crystal dropped and the first kept an edge should fall: it falls halfway, but no farther
+past the crystals dropped than their mean spacing in grey (:func:`_best_band`).
 
 A crystal with fewer than ``min_core_px`` interior pixels is too small to show zoning (the
 groundmass's microlites of both minerals are unzoned) or to measure a spread on. With
@@ -57,6 +62,7 @@ __all__ = [
 
 DARK_FRACTION = 0.7  # of the median grey: cracks and holes, left out of a crystal's interior
 MIN_GAIN = 0.005  # IoU against the EDS labels that the check must gain to be switched on
+MIN_REACH_DN = 100.0  # the band's least reach past its outermost crystal: a mean's scatter
 MIN_SMALL_PX = 3  # pixels at small_depth_px that a small crystal's mean grey is taken over
 SMALL_DEPTH_PX = 1.5  # the fit's small_depth_px: pixels with every 8-neighbour in the crystal
 _SPREAD_CANDIDATES = 64  # spread thresholds tried by the fit (quantiles of the judged crystals)
@@ -66,9 +72,10 @@ _PLATEAU_IOU = 0.001  # spread thresholds whose IoU is this close to the best co
 @dataclass(frozen=True, slots=True)
 class CrystalCheck:
     """Drop predicted crystals whose interior BSE spread is below ``max_core_std_dn`` and whose
-    interior mean grey lies in [``band_low_dn``, ``band_high_dn``] (0: the check is off), and
-    crystals too small for a spread whose mean grey ``small_depth_px`` inside them lies in that
-    band (``small_depth_px`` 0: small crystals are kept)."""
+    interior mean grey lies in [``band_low_dn``, ``band_high_dn``] (0: the check is off) but
+    not in its gap (``gap_low_dn``, ``gap_high_dn``) (none by default), and crystals too small
+    for a spread whose mean grey ``small_depth_px`` inside them lies there (``small_depth_px``
+    0: small crystals are kept)."""
 
     max_core_std_dn: float = 0.0
     smooth_sigma_px: float = 2.0
@@ -78,6 +85,8 @@ class CrystalCheck:
     band_low_dn: float = -math.inf
     band_high_dn: float = math.inf
     small_depth_px: float = 0.0
+    gap_low_dn: float = math.inf  # (gap_low_dn, gap_high_dn): kept inside the band
+    gap_high_dn: float = -math.inf
 
     @classmethod
     def from_card(cls, values: dict[str, float]) -> CrystalCheck:
@@ -101,8 +110,10 @@ class CrystalCheck:
         flat = features.spread < self.max_core_std_dn
         if self.small_depth_px > 0:
             flat |= features.small
+        mean = features.mean
+        gap = (mean > self.gap_low_dn) & (mean < self.gap_high_dn)
         out: NDArray[np.bool_] = (
-            flat & (features.mean >= self.band_low_dn) & (features.mean <= self.band_high_dn)
+            flat & (mean >= self.band_low_dn) & (mean <= self.band_high_dn) & ~gap
         )
         return out
 
@@ -113,6 +124,8 @@ class CrystalCheck:
         band = ""
         if math.isfinite(self.band_low_dn) or math.isfinite(self.band_high_dn):
             band = f" whose interior mean BSE is {_band(self.band_low_dn, self.band_high_dn)} DN"
+            if self.gap_low_dn < self.gap_high_dn:
+                band += f" but not {_band(self.gap_low_dn, self.gap_high_dn)} DN"
         small = ""
         if self.small_depth_px > 0:
             small = (
@@ -297,15 +310,22 @@ class CheckFit:
         spread, mean = features.spread, features.mean  # small crystals: spread +inf, never flat
         union = self.tp + self.fp + self.fn
         before = self.tp / union if union > 0 else 0.0
-        choices = [
-            _best_band(spread < threshold, mean, tps, fps, self.tp, union, threshold)
-            for threshold in _spread_thresholds(spread)
-        ]
-        top = max((c.iou for c in choices), default=-math.inf)
-        # the middle of the thresholds that do (nearly) as well: as far from the flat crystals
-        # as from the zoned ones, and with the flat olivines near the band inside the rule
-        plateau = [c for c in choices if c.iou >= top - _PLATEAU_IOU]
-        best = plateau[len(plateau) // 2] if top > before else _Choice(before, 0, 0, 0, 0)
+
+        def fitted(gap: bool) -> _Choice:
+            choices = [
+                _best_band(spread < threshold, mean, tps, fps, self.tp, union, threshold, gap)
+                for threshold in _spread_thresholds(spread)
+            ]
+            top = max((c.iou for c in choices), default=-math.inf)
+            # the middle of the thresholds that do (nearly) as well: as far from the flat
+            # crystals as from the zoned ones, and with the flat olivines near the band inside
+            plateau = [c for c in choices if c.iou >= top - _PLATEAU_IOU]
+            return plateau[len(plateau) // 2] if top > before else _Choice(before, 0, 0, 0, 0)
+
+        # a gap in the band only where it gains MIN_GAIN over the best band without one
+        best, gapped = fitted(gap=False), fitted(gap=True)
+        if gapped.gap_low < gapped.gap_high and gapped.iou >= best.iou + MIN_GAIN:
+            best = gapped
         judged = int(np.count_nonzero(np.isfinite(spread)))
         scores = {"eds_iou_without": before, "eds_iou_with": best.iou, "judged": judged}
         if best.dropped == 0 or best.iou - before < MIN_GAIN:
@@ -320,6 +340,8 @@ class CheckFit:
             max_core_std_dn=best.threshold,
             band_low_dn=best.low,
             band_high_dn=best.high,
+            gap_low_dn=best.gap_low,
+            gap_high_dn=best.gap_high,
         )
         # the small crystals judged by that band too, where it gains
         alone = replace(check, small_depth_px=0.0)
@@ -342,6 +364,8 @@ class _Choice:
     low: float
     high: float
     dropped: int
+    gap_low: float = math.inf
+    gap_high: float = -math.inf
 
 
 def _spread_thresholds(spread: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -365,12 +389,21 @@ def _best_band(
     tp: float,
     union: float,
     threshold: float,
+    gap: bool = False,
 ) -> _Choice:
     """Among the crystals flatter than ``threshold``, the run of neighbours in mean grey whose
     dropping gives the highest IoU (TP − T) / (union − F), by Dinkelbach's iteration: for a
     trial IoU λ the best run maximises Σ(λ·f − t), a maximum-sum subarray; λ then rises to
-    that run's IoU until it no longer does. The band's edges fall halfway to the nearest flat
-    crystals left out (unbounded where none is)."""
+    that run's IoU until it no longer does. With ``gap``, the two runs apart that do best (a
+    band with a gap: an unzoned olivine amid the look-alikes' grey kept), where there are two.
+
+    The edges fall halfway to the nearest flat crystals left out (unbounded where none is),
+    but no farther beyond the outermost crystal of a run than the mean spacing of its
+    crystals' means (its range over its number less one, at least ``MIN_REACH_DN``: how far,
+    for an even spread, a sample of that many falls short of its population's edge). The EDS
+    tiles' IoU is the same anywhere between; off them, a flat olivine wrongly dropped is often
+    a large unzoned crystal (on the virtual SEM's `small`, seed 2: a 74,000-px phenocryst 1 DN
+    inside a band edge set halfway), a clinopyroxene wrongly kept one of many smaller ones."""
     index = np.flatnonzero(flat & np.isfinite(mean))
     if index.size == 0 or union <= 0:
         return _Choice(-math.inf, threshold, -math.inf, math.inf, 0)
@@ -378,26 +411,69 @@ def _best_band(
     m, group = np.unique(mean[index], return_inverse=True)
     t = np.bincount(group, tps[index], minlength=m.size)
     f = np.bincount(group, fps[index], minlength=m.size)
-    lam, run = tp / union, (0, 0)
+    lam, runs = tp / union, []
     for _ in range(50):
-        prefix = np.concatenate([[0.0], np.cumsum(lam * f - t)])
-        lowest = np.minimum.accumulate(prefix)
-        stop = int(np.argmax(prefix[1:] - lowest[:-1])) + 1
-        start = int(np.argmax(prefix[:stop] == lowest[stop - 1]))
-        rest = union - f[start:stop].sum()
-        trial = (tp - t[start:stop].sum()) / rest if rest > 0 else 0.0
-        if trial <= lam + 1e-12:
+        trial_runs = _best_runs(np.asarray(lam * f - t, np.float64), gap)
+        taken = sum(t[a:b].sum() for a, b in trial_runs)
+        rest = union - sum(f[a:b].sum() for a, b in trial_runs)
+        trial = (tp - taken) / rest if rest > 0 else 0.0
+        if not trial_runs or trial <= lam + 1e-12:
             break
-        lam, run = trial, (start, stop)
-    start, stop = run
-    if stop == start:
+        lam, runs = trial, trial_runs
+    if not runs:
         return _Choice(-math.inf, threshold, -math.inf, math.inf, 0)
-    low = 0.5 * (m[start - 1] + m[start]) if start > 0 else -math.inf
-    high = 0.5 * (m[stop - 1] + m[stop]) if stop < m.size else math.inf
-    dropped = flat & (mean >= low) & (mean <= high)  # as the rule applies
+    low, high, gap_low, gap_high = _band_edges(m, runs)
+    inside = (mean >= low) & (mean <= high) & ~((mean > gap_low) & (mean < gap_high))
+    dropped = flat & inside  # as the rule applies
     rest = union - fps[dropped].sum()
     iou = (tp - tps[dropped].sum()) / rest if rest > 0 else 0.0
-    return _Choice(float(iou), threshold, low, high, int(dropped.sum()))
+    return _Choice(float(iou), threshold, low, high, int(dropped.sum()), gap_low, gap_high)
+
+
+def _best_runs(values: NDArray[np.float64], two: bool) -> list[tuple[int, int]]:
+    """The run [start, stop) of ``values`` with the largest positive sum, or (``two``) the
+    two runs apart with it; none where no sum is positive."""
+    if values.size == 0:
+        return []
+    if not two:
+        prefix = np.concatenate([[0.0], np.cumsum(values)])
+        lowest = np.minimum.accumulate(prefix)
+        gain = prefix[1:] - lowest[:-1]  # the best run stopping at each place
+        stop = int(np.argmax(gain)) + 1
+        if gain[stop - 1] <= 0:
+            return []
+        return [(int(np.argmax(prefix[:stop] == lowest[stop - 1])), stop)]
+
+    def best_before(v: NDArray[np.float64]) -> NDArray[np.float64]:
+        prefix = np.concatenate([[0.0], np.cumsum(v)])
+        gain = prefix[1:] - np.minimum.accumulate(prefix)[:-1]
+        return np.maximum.accumulate(np.concatenate([[0.0], gain]))
+
+    # split where the best run before plus the best run after is largest
+    split = int(np.argmax(best_before(values) + best_before(values[::-1])[::-1]))
+    left = _best_runs(values[:split], two=False)
+    right = [(a + split, b + split) for a, b in _best_runs(values[split:], two=False)]
+    runs = left + right
+    if len(runs) == 2 and runs[0][1] == runs[1][0]:  # side by side: one run
+        runs = [(runs[0][0], runs[1][1])]
+    return runs
+
+
+def _band_edges(m: NDArray[np.float64], runs: list[tuple[int, int]]) -> tuple[float, ...]:
+    """The band's edges and its gap's (empty with one run) around ``runs`` of ``m``."""
+    edges = [_edges(m, start, stop) for start, stop in runs]
+    gap = (edges[0][1], edges[1][0]) if len(edges) == 2 else (math.inf, -math.inf)
+    return edges[0][0], edges[-1][1], *gap
+
+
+def _edges(m: NDArray[np.float64], start: int, stop: int) -> tuple[float, float]:
+    """The edges around the run m[start:stop] of distinct mean greys: halfway to the crystals
+    left out, no farther than the run's reach beyond its outermost."""
+    low = 0.5 * (m[start - 1] + m[start]) if start > 0 else -math.inf
+    high = 0.5 * (m[stop - 1] + m[stop]) if stop < m.size else math.inf
+    spacing = (m[stop - 1] - m[start]) / (stop - start - 1) if stop - start >= 2 else 0.0
+    reach = max(float(spacing), MIN_REACH_DN)
+    return max(low, float(m[start]) - reach), min(high, float(m[stop - 1]) + reach)
 
 
 def fit_crystal_check(
