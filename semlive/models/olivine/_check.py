@@ -110,11 +110,8 @@ class CrystalCheck:
         flat = features.spread < self.max_core_std_dn
         if self.small_depth_px > 0:
             flat |= features.small
-        mean = features.mean
-        gap = (mean > self.gap_low_dn) & (mean < self.gap_high_dn)
-        out: NDArray[np.bool_] = (
-            flat & (mean >= self.band_low_dn) & (mean <= self.band_high_dn) & ~gap
-        )
+        band = (self.band_low_dn, self.band_high_dn, self.gap_low_dn, self.gap_high_dn)
+        out: NDArray[np.bool_] = flat & _in_band(features.mean, *band)
         return out
 
     def describe(self) -> str:
@@ -136,6 +133,16 @@ class CrystalCheck:
             f"crystals with interior BSE spread below {self.max_core_std_dn:,.0f} DN{band}"
             f" dropped{small}"
         )
+
+
+def _in_band(
+    mean: NDArray[np.float64], low: float, high: float, gap_low: float, gap_high: float
+) -> NDArray[np.bool_]:
+    """Whether each mean grey lies in [low, high] but not in the gap (gap_low, gap_high)."""
+    out: NDArray[np.bool_] = (
+        (mean >= low) & (mean <= high) & ~((mean > gap_low) & (mean < gap_high))
+    )
+    return out
 
 
 def _band(low: float, high: float) -> str:
@@ -423,8 +430,7 @@ def _best_band(
     if not runs:
         return _Choice(-math.inf, threshold, -math.inf, math.inf, 0)
     low, high, gap_low, gap_high = _band_edges(m, runs)
-    inside = (mean >= low) & (mean <= high) & ~((mean > gap_low) & (mean < gap_high))
-    dropped = flat & inside  # as the rule applies
+    dropped = flat & _in_band(mean, low, high, gap_low, gap_high)  # as the rule applies
     rest = union - fps[dropped].sum()
     iou = (tp - tps[dropped].sum()) / rest if rest > 0 else 0.0
     return _Choice(float(iou), threshold, low, high, int(dropped.sum()), gap_low, gap_high)
@@ -436,18 +442,14 @@ def _best_runs(values: NDArray[np.float64], two: bool) -> list[tuple[int, int]]:
     if values.size == 0:
         return []
     if not two:
-        prefix = np.concatenate([[0.0], np.cumsum(values)])
-        lowest = np.minimum.accumulate(prefix)
-        gain = prefix[1:] - lowest[:-1]  # the best run stopping at each place
+        prefix, lowest, gain = _run_sums(values)
         stop = int(np.argmax(gain)) + 1
         if gain[stop - 1] <= 0:
             return []
         return [(int(np.argmax(prefix[:stop] == lowest[stop - 1])), stop)]
 
     def best_before(v: NDArray[np.float64]) -> NDArray[np.float64]:
-        prefix = np.concatenate([[0.0], np.cumsum(v)])
-        gain = prefix[1:] - np.minimum.accumulate(prefix)[:-1]
-        return np.maximum.accumulate(np.concatenate([[0.0], gain]))
+        return np.maximum.accumulate(np.concatenate([[0.0], _run_sums(v)[2]]))
 
     # split where the best run before plus the best run after is largest
     split = int(np.argmax(best_before(values) + best_before(values[::-1])[::-1]))
@@ -459,11 +461,23 @@ def _best_runs(values: NDArray[np.float64], two: bool) -> list[tuple[int, int]]:
     return runs
 
 
-def _band_edges(m: NDArray[np.float64], runs: list[tuple[int, int]]) -> tuple[float, ...]:
+def _run_sums(
+    values: NDArray[np.float64],
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """The prefix sums of ``values``, their running minimum, and the sum of the best run
+    stopping at each place."""
+    prefix = np.concatenate([[0.0], np.cumsum(values)])
+    lowest = np.minimum.accumulate(prefix)
+    return prefix, lowest, prefix[1:] - lowest[:-1]
+
+
+def _band_edges(
+    m: NDArray[np.float64], runs: list[tuple[int, int]]
+) -> tuple[float, float, float, float]:
     """The band's edges and its gap's (empty with one run) around ``runs`` of ``m``."""
     edges = [_edges(m, start, stop) for start, stop in runs]
-    gap = (edges[0][1], edges[1][0]) if len(edges) == 2 else (math.inf, -math.inf)
-    return edges[0][0], edges[-1][1], *gap
+    gap_low, gap_high = (edges[0][1], edges[1][0]) if len(edges) == 2 else (math.inf, -math.inf)
+    return edges[0][0], edges[-1][1], gap_low, gap_high
 
 
 def _edges(m: NDArray[np.float64], start: int, stop: int) -> tuple[float, float]:
