@@ -383,7 +383,8 @@ def train_command(
     _configure_logging(settings.log.level)
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"))
     with Progress(*columns, TimeRemainingColumn(), transient=True) as bar:
-        task = bar.add_task("training", total=settings.olivine.epochs, info="")
+        epochs_in_all = settings.olivine.epochs + settings.olivine.refit_epochs
+        task = bar.add_task("training", total=epochs_in_all, info="")
 
         def show(p: TrainProgress) -> None:
             done = p.epoch - 1 + p.step / p.steps
@@ -395,11 +396,18 @@ def train_command(
         card = train_olivine(store, settings.olivine, name, show, resume=not fresh)
     val = card.metrics["validation"]
     train = card.training
+    refit = card.metrics.get("refit")
     typer.echo(
         f"{card.architecture} trained for {train['epochs_run']} epochs in {train['seconds']} s "
-        f"on {train['device']} ({len(card.training_tiles)} training tiles, "
+        f"on {train['device']} ({len(card.split['train'])} training tiles, "
         f"{len(card.split['validation'])} validation tiles); dlth {card.dlth:.2f}; validation "
         f"against EDS labels: IoU {val['iou']:.3f}, OA {val['overall_accuracy']:.4f}"
+        + (
+            f"; then {refit['epochs']} epochs on all {refit['tiles']} EDS tiles in "
+            f"{refit['seconds']} s"
+            if refit
+            else ""
+        )
     )
     typer.echo(f"model: {store / 'models' / name}")
 

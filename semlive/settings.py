@@ -238,6 +238,15 @@ class OlivineSettings(_Section):
         "few validation tiles the lowest loss is noisy and often falls early, at a high learning "
         "rate, and such a model segments unseen tiles worse).",
     )
+    refit_epochs: int = Field(
+        2,
+        ge=0,
+        description="Once dlth, the outline and the crystal check are chosen on the validation "
+        "tiles, train the network this many more epochs on all EDS tiles, validation tiles "
+        "included, at a quarter of the learning rate, and keep that network (with few EDS "
+        "tiles, a composition only the validation tiles hold is otherwise never learnt); 0: "
+        "keep the network that never saw the validation tiles.",
+    )
     batch_size: int = Field(8, ge=1, description="Training patches per step.")
     micro_batch: int = Field(
         4,

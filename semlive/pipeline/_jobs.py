@@ -294,10 +294,11 @@ def _compare(
 ) -> dict[str, Any] | None:
     """The model in use and the one just trained, each as it segments, on the validation tiles
     the model in use did not train on (an earlier session's start model trained on none of
-    this session's): None where no such tile is left. The new
-    model's dlth and crystal check were chosen on these tiles too (and, with early stopping, its
-    epoch by their loss), so the comparison leans its way: the model in use stays only when it
-    is as good."""
+    this session's): None where no such tile is left. The new model is scored as it was
+    before its refit on all EDS tiles (``training/held_out``), having never seen these tiles;
+    its dlth and crystal check were chosen on them (and, with early stopping, its epoch by
+    their loss), so the comparison leans its way: the model in use stays only when it is as
+    good."""
     from semlive.models.olivine import score_model
 
     folder = store / "models" / current  # its card is there: the job's fingerprint read it
@@ -309,7 +310,10 @@ def _compare(
     tiles = [t for t in data.validation if t.name not in seen]
     if not tiles:
         return None
-    ours = score_model(store / "models" / trained, tiles, settings.olivine)
+    # the new network as it was before its refit on all EDS tiles, these included
+    held_out = store / "models" / trained / "training" / "held_out"
+    ours_folder = held_out if (held_out / "card.json").is_file() else store / "models" / trained
+    ours = score_model(ours_folder, tiles, settings.olivine)
     theirs = score_model(folder, tiles, settings.olivine)
     return {
         "tiles": len(tiles),
@@ -342,7 +346,7 @@ def _advice(store: Path, settings: Settings, args: dict[str, Any]) -> tuple[str,
         wait = TileGate.wait_hook(args.get("run"))
         ordered = sorted(data.train, key=lambda t: (t.acquired_at, t.name))
         # the curve is of the network's validation IoU: no crystal check to fit
-        olivine = settings.olivine.model_copy(update={"crystal_check": False})
+        olivine = settings.olivine.model_copy(update={"crystal_check": False, "refit_epochs": 0})
         points = []
         for size in advice_subsets(len(ordered), with_all=full is None):
             subset = ordered[:size]

@@ -113,7 +113,7 @@ def test_the_last_epochs_weights_are_kept_unless_early_stopping(tiny_store, tmp_
     assert card.metrics["kept"] == "last epoch (3)"
     folder = a / "models" / "olivine"
     state = load_file(str(folder / "training" / "state.safetensors"))
-    kept = weights(folder)
+    kept = weights(folder / "training" / "held_out")  # before the refit on all tiles
     assert kept
     assert all(np.array_equal(v, state[f"model.{k}"]) for k, v in kept.items())
     assert not (folder / "training" / "best").exists()
@@ -125,7 +125,8 @@ def test_the_last_epochs_weights_are_kept_unless_early_stopping(tiny_store, tmp_
     assert card.metrics["kept"] == f"epoch {lowest}, the lowest validation loss"
     folder = b / "models" / "olivine"
     best = weights(folder / "training" / "best")
-    assert all(np.array_equal(v, best[k]) for k, v in weights(folder).items())
+    held_out = weights(folder / "training" / "held_out")
+    assert all(np.array_equal(v, best[k]) for k, v in held_out.items())
 
     # lowest-loss weights another run left are not taken for this run's
     card_file = folder / "training" / "best" / "card.json"
@@ -135,6 +136,62 @@ def test_the_last_epochs_weights_are_kept_unless_early_stopping(tiny_store, tmp_
     assert train_olivine(b, stopping).metrics["kept"] == f"last epoch ({len(history)})"
     train_olivine(b, QUICK.model_copy(update={"epochs": 1}), resume=False)
     assert not (folder / "training" / "best").exists()
+
+
+def test_the_network_is_refit_on_all_tiles_and_a_killed_refit_resumes(tiny_store, tmp_path):
+    """dlth, the outline and the check are chosen with the network that never saw the
+    validation tiles (kept in training/held_out with its card); the network kept is then
+    trained ``refit_epochs`` more on all tiles. A refit killed midway and resumed ends with
+    the weights of one run straight through; training again for more epochs refits afresh."""
+    from safetensors.torch import load_file
+
+    class Killed(Exception):
+        pass
+
+    def kill_in_the_refits_second_epoch(progress):
+        if progress.epoch == QUICK.epochs + 2:
+            raise Killed
+
+    def weights(folder):
+        return load_file(str(folder / "weights.safetensors"))
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(tiny_store, a)
+    shutil.copytree(tiny_store, b)
+    straight = train_olivine(a, QUICK, resume=False)
+    data = load_training_data(a, QUICK)
+    assert straight.split["validation"]
+    assert straight.training_tiles == [t.name for t in [*data.train, *data.validation]]
+    refit = straight.metrics["refit"]
+    assert refit["epochs"] == QUICK.refit_epochs == 2
+    assert refit["tiles"] == len(straight.training_tiles)
+    assert refit["learning_rate"] == pytest.approx(QUICK.learning_rate / 4)
+    assert [h["epoch"] for h in refit["history"]] == [1, 2]
+    folder = a / "models" / "olivine"
+    _, held_card = load_model(folder / "training" / "held_out")
+    assert held_card.training_tiles == [t.name for t in data.train]
+    assert (held_card.dlth, held_card.crystal_check) == (straight.dlth, straight.crystal_check)
+    kept, held = weights(folder), weights(folder / "training" / "held_out")
+    assert any(not np.array_equal(v, held[k]) for k, v in kept.items())
+
+    with pytest.raises(Killed):
+        train_olivine(b, QUICK, progress=kill_in_the_refits_second_epoch, resume=False)
+    state = json.loads((b / "models" / "olivine" / "training" / "refit" / "state.json").read_text())
+    assert state["epoch"] == 1
+    resumed = train_olivine(b, QUICK, resume=True)
+    assert [h["epoch"] for h in resumed.metrics["refit"]["history"]] == [1, 2]
+    for name, value in weights(b / "models" / "olivine").items():
+        np.testing.assert_allclose(value.numpy(), kept[name].numpy(), rtol=1e-4, atol=1e-5)
+
+    # more epochs: the first training goes on, and its new network is refit from the start
+    longer = train_olivine(b, QUICK.model_copy(update={"epochs": QUICK.epochs + 1}))
+    assert longer.training["epochs_run"] == QUICK.epochs + 1
+    assert [h["epoch"] for h in longer.metrics["refit"]["history"]] == [1, 2]
+    # none: the network that never saw the validation tiles is kept
+    none = train_olivine(b, QUICK.model_copy(update={"refit_epochs": 0}), resume=False)
+    assert "refit" not in none.metrics
+    assert none.training_tiles == [t.name for t in data.train]
+    assert not (b / "models" / "olivine" / "training" / "held_out").exists()
 
 
 def test_resuming_with_another_architecture_is_refused(tiny_store, tmp_path):
@@ -199,7 +256,9 @@ def test_a_model_scored_on_its_validation_tiles_gives_its_cards_figures(tiny_sto
     settings = QUICK.model_copy(update={"crystal_check": False})
     card = train_olivine(store, settings, resume=False)
     data = load_training_data(store, settings)
-    scored = score_model(store / "models" / "olivine", data.validation, settings)
+    # the card's figures are of the network before its refit on all tiles (these included)
+    held_out = store / "models" / "olivine" / "training" / "held_out"
+    scored = score_model(held_out, data.validation, settings)
     assert scored.as_dict() == pytest.approx(card.metrics["validation"])
 
 

@@ -130,8 +130,11 @@ def test_a_new_model_replaces_the_one_in_use_only_when_it_segments_better(tmp_pa
     assert first["model"] == first["trained"]
     assert first["compared"] is None
     assert published()["model"] == first["model"]
-    # the same model again (its training resumes, finished): a tie keeps the model in use
-    shutil.copytree(models / first["model"], models / "twin")
+    # the same model again (its training resumes, finished): a tie keeps the model in use.
+    # The model in use is its network before the refit on all tiles (which trained on every
+    # tile, so left none to compare on): the new model is scored as that network too
+    held_out = models / first["model"] / "training" / "held_out"
+    shutil.copytree(held_out, models / "twin")
     again = train("again", 2, "twin")
     assert again["trained"] == first["model"]
     assert again["compared"]["tiles"] >= 1  # validation tiles: "twin" did not train on them
@@ -139,7 +142,7 @@ def test_a_new_model_replaces_the_one_in_use_only_when_it_segments_better(tmp_pa
     assert again["model"] == "twin"
     assert published()["compared"] is None  # not published: a restart resumes with the first
     # a model in use that finds no olivine: the new one replaces it
-    shutil.copytree(models / first["model"], models / "blind")
+    shutil.copytree(held_out, models / "blind")
     card = json.loads((models / "blind" / "card.json").read_text())
     (models / "blind" / "card.json").write_text(json.dumps({**card, "dlth": 2.0}))
     third = train("third", 3, "blind")

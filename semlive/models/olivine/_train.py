@@ -20,7 +20,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,8 @@ logger = logging.getLogger(__name__)
 _STRIDE = 32  # inputs padded to a multiple of the networks' total stride
 _PRECISE_BN_BATCHES = 8
 _THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.05), 2)  # dlth candidates
+_REFIT_LEARNING_RATE = 0.25  # of olivine.learning_rate
+_REFIT_SEED = 1000  # the refit's epochs draw from (seed, 1000 + epoch): not the first epochs'
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,8 @@ def train_olivine(
         logger.info("resuming %s at epoch %d", folder, start + 1)
     else:  # an earlier run's lowest-loss weights are not this run's
         shutil.rmtree(folder / "training" / "best", ignore_errors=True)
+    if start < settings.epochs:  # epochs to run: an earlier refit is not of this network
+        shutil.rmtree(folder / "training" / "refit", ignore_errors=True)
     best = min((h["val_loss"] for h in history), default=float("inf"))
     bad_epochs = _epochs_since_best(history)
     early_stopping = settings.patience > 0
@@ -175,6 +179,15 @@ def train_olivine(
     }
     landmarks = grey_landmarks(t.bse for t in data.train)
     card = _card(arch, norm, dlth, data, settings, metrics, training, check, landmarks, outline)
+    held_out = folder / "training" / "held_out"
+    shutil.rmtree(held_out, ignore_errors=True)  # an earlier run's
+    if settings.refit_epochs:
+        # the network whose figures the card gives, kept for comparisons on validation tiles
+        save_model(held_out, final, card)
+        final, metrics["refit"] = _refit(
+            final, arch, data, norm, settings, runtime, folder, progress
+        )
+        card = replace(card, training_tiles=[t.name for t in [*data.train, *data.validation]])
     save_model(folder, final, card)
     return card
 
@@ -196,6 +209,74 @@ def score_model(folder: Path, tiles: list[LabelledTile], settings: OlivineSettin
         mask = check.apply(tile.bse, mask)
         total = total + confusion(mask, tile.label == 1, tile.label != IGNORE)
     return total
+
+
+def _refit(
+    model: nn.Module,
+    arch: str,
+    data: TrainingData,
+    norm: Normalisation,
+    settings: OlivineSettings,
+    runtime: Runtime,
+    folder: Path,
+    progress: Callable[[TrainProgress], None] | None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """``model`` trained ``refit_epochs`` more epochs on every EDS tile, validation tiles
+    included (a fresh optimiser, warm-up and cosine decay from a quarter of the learning
+    rate), resumably in ``training/refit/``; and the refit's figures for the card.
+
+    With the few EDS tiles of a session's start, a composition only the validation tiles hold
+    is never learnt: on `small` seed 3 (8 epochs) the tile holding a phenocryst's Mg-rich core
+    was held out, and the network found 0.64 of the olivine of unseen tiles (IoU); two
+    epochs more on all tiles, 0.83. dlth, the outline and the crystal check stay those chosen
+    with the network that had not seen the validation tiles."""
+    tiles = [*data.train, *data.validation]
+    sample = _Sampler(tiles, _patch_side(tiles, settings), settings)
+    recipe = settings.model_copy(
+        update={
+            "epochs": settings.refit_epochs,
+            "learning_rate": settings.learning_rate * _REFIT_LEARNING_RATE,
+        }
+    )
+    optimiser = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate, weight_decay=1e-4)
+    state = _TrainingState(folder / "training" / "refit")
+    history: list[dict[str, float]] = []
+    start = 0
+    if state.exists():
+        start, history = state.load(model, optimiser, arch, norm, runtime)
+        logger.info("resuming the refit on all EDS tiles at epoch %d", start + 1)
+
+    def shown(p: TrainProgress) -> None:  # after the first training's epochs
+        if progress is not None:
+            shift, total = settings.epochs, settings.epochs + recipe.epochs
+            progress(replace(p, epoch=p.epoch + shift, epochs=total))
+
+    for epoch in range(start, recipe.epochs):
+        started = time.perf_counter()
+        rng = np.random.default_rng([settings.seed, _REFIT_SEED + epoch])
+        torch.manual_seed(settings.seed * 100_003 + _REFIT_SEED + epoch)
+        loss, seen = _train_epoch(
+            model, optimiser, sample, norm, recipe, runtime, rng, epoch, shown
+        )
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": loss,
+                "seconds": round(time.perf_counter() - started, 2),
+                "pixels": seen,
+            }
+        )
+        logger.info("refit on all EDS tiles, epoch %d: loss %.4f", epoch + 1, loss)
+        state.save(model, optimiser, epoch + 1, history, arch, norm)
+    return model, {
+        "epochs": recipe.epochs,
+        "learning_rate": recipe.learning_rate,
+        "tiles": len(tiles),
+        "seconds": round(sum(float(h["seconds"]) for h in history), 1),
+        "history": history,
+        "figures": "dlth, the outline, the crystal check and the validation metrics are of the "
+        "network before the refit (training/held_out)",
+    }
 
 
 def _card(
