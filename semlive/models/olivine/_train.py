@@ -103,8 +103,6 @@ def train_olivine(
         logger.info("resuming %s at epoch %d", folder, start + 1)
     else:  # an earlier run's lowest-loss weights are not this run's
         shutil.rmtree(folder / "training" / "best", ignore_errors=True)
-    if start < settings.epochs:  # epochs to run: an earlier refit is not of this network
-        shutil.rmtree(folder / "training" / "refit", ignore_errors=True)
     best = min((h["val_loss"] for h in history), default=float("inf"))
     bad_epochs = _epochs_since_best(history)
     early_stopping = settings.patience > 0
@@ -242,9 +240,14 @@ def _refit(
     state = _TrainingState(folder / "training" / "refit")
     history: list[dict[str, float]] = []
     start = 0
-    if state.exists():
+    origin, marker = _weights_digest(model), state.folder / "network.sha256"
+    if state.exists() and marker.is_file() and marker.read_text() == origin:
         start, history = state.load(model, optimiser, arch, norm, runtime)
         logger.info("resuming the refit on all EDS tiles at epoch %d", start + 1)
+    else:  # none, or the refit of another network (the first training has run on since)
+        shutil.rmtree(state.folder, ignore_errors=True)
+        state.folder.mkdir(parents=True)
+        marker.write_text(origin)
 
     def shown(p: TrainProgress) -> None:  # after the first training's epochs
         if progress is not None:
@@ -277,6 +280,20 @@ def _refit(
         "figures": "dlth, the outline, the crystal check and the validation metrics are of the "
         "network before the refit (training/held_out)",
     }
+
+
+def _weights_digest(model: nn.Module) -> str:
+    """SHA-256 of a network's weights and buffers: which network a refit started from."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, value in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        value = value.detach().cpu()
+        if value.dtype == torch.bfloat16:  # numpy has no bfloat16
+            value = value.float()
+        digest.update(value.contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _card(
