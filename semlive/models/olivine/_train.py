@@ -182,10 +182,12 @@ def train_olivine(
     if settings.refit_epochs:
         # the network whose figures the card gives, kept for comparisons on validation tiles
         save_model(held_out, final, card)
-        final, metrics["refit"] = _refit(
-            final, arch, data, norm, settings, runtime, folder, progress
+        final, refit = _refit(final, arch, data, norm, settings, runtime, folder, progress)
+        card = replace(
+            card,
+            training_tiles=[t.name for t in [*data.train, *data.validation]],
+            metrics={**card.metrics, "refit": refit},
         )
-        card = replace(card, training_tiles=[t.name for t in [*data.train, *data.validation]])
     save_model(folder, final, card)
     return card
 
