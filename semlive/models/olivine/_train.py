@@ -110,8 +110,7 @@ def train_olivine(
         if early_stopping and bad_epochs >= settings.patience:
             break
         started = time.perf_counter()
-        rng = np.random.default_rng([settings.seed, epoch])
-        torch.manual_seed(settings.seed * 100_003 + epoch)
+        rng = _seeded(settings.seed, epoch)
         loss, seen = _train_epoch(
             model, optimiser, sample, norm, settings, runtime, rng, epoch, progress
         )
@@ -251,15 +250,16 @@ def _refit(
         state.folder.mkdir(parents=True)
         marker.write_text(origin)
 
-    def shown(p: TrainProgress) -> None:  # after the first training's epochs
-        if progress is not None:
-            shift, total = settings.epochs, settings.epochs + recipe.epochs
-            progress(replace(p, epoch=p.epoch + shift, epochs=total))
+    shown = None
+    if progress is not None:
+        report, total = progress, settings.epochs + recipe.epochs
+
+        def shown(p: TrainProgress) -> None:  # after the first training's epochs
+            report(replace(p, epoch=p.epoch + settings.epochs, epochs=total))
 
     for epoch in range(start, recipe.epochs):
         started = time.perf_counter()
-        rng = np.random.default_rng([settings.seed, _REFIT_SEED + epoch])
-        torch.manual_seed(settings.seed * 100_003 + _REFIT_SEED + epoch)
+        rng = _seeded(settings.seed, _REFIT_SEED + epoch)
         loss, seen = _train_epoch(
             model, optimiser, sample, norm, recipe, runtime, rng, epoch, shown
         )
@@ -282,6 +282,13 @@ def _refit(
         "figures": "dlth, the outline, the crystal check and the validation metrics are of the "
         "network before the refit (training/held_out)",
     }
+
+
+def _seeded(seed: int, draw: int) -> np.random.Generator:
+    """The random draws of one epoch (``draw``: its number, offset for the refit's): torch's
+    seeded, and numpy's generator returned; a resumed run draws as an uninterrupted one."""
+    torch.manual_seed(seed * 100_003 + draw)
+    return np.random.default_rng([seed, draw])
 
 
 def _weights_digest(model: nn.Module) -> str:
