@@ -311,6 +311,13 @@ class OlivineSettings(_Section):
         "crystal whose grey it trusts); kept in the model's card (its crystal check is chosen "
         "on the grown crystals); 0: no growing, the thresholded mask as it is.",
     )
+    outline_snap: bool = Field(
+        True,
+        description="After the crystal check, draw each crystal's edges by the local grey levels "
+        "inside and outside it (as the EDS labels' edges are drawn: the network sees edges only "
+        "at its coarser stride) and clear its cracks and holes, unless that cuts a crystal in "
+        "two; kept in the model's card.",
+    )
     crystal_check: bool = Field(
         True,
         description="After dlth, drop predicted crystals whose interior BSE is flat and whose "

@@ -345,12 +345,21 @@ def _check_rule(check: dict[str, float]) -> str:
 
 def _outline_rule(outline: dict[str, float]) -> str:
     """The model card's outline in words (as ``Outline.describe`` says it)."""
-    if not outline.get("low"):
+    low, snap = outline.get("low", 0.0), outline.get("snap_sigma_px", 0.0)
+    if low <= 0 and snap <= 0:
         return "off"
-    return (
-        f"crystals grown to the BSE's edges over pixels of probability ≥ {outline['low']:g} "
-        f"(gradient at σ {outline.get('smooth_sigma_px', 1.5):g} px)"
-    )
+    words = []
+    if low > 0:
+        words.append(
+            f"crystals grown to the BSE's edges over pixels of probability ≥ {low:g} "
+            f"(gradient at σ {outline.get('smooth_sigma_px', 1.5):g} px)"
+        )
+    if snap > 0:
+        words.append(
+            f"edges drawn by the local grey levels inside and outside (σ {snap:g} px), "
+            "cracks and holes cleared"
+        )
+    return "; ".join(words)
 
 
 def _segmentation(store: Path) -> str:

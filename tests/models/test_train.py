@@ -253,7 +253,8 @@ def test_cli_train_then_segment_writes_labels_and_a_card(tiny_store, tmp_path, c
 def test_a_model_scored_on_its_validation_tiles_gives_its_cards_figures(tiny_store, tmp_path):
     store = tmp_path / "s"
     shutil.copytree(tiny_store, store)
-    settings = QUICK.model_copy(update={"crystal_check": False})
+    # the card's validation figures are of the network at dlth: no crystal check, no snapping
+    settings = QUICK.model_copy(update={"crystal_check": False, "outline_snap": False})
     card = train_olivine(store, settings, resume=False)
     data = load_training_data(store, settings)
     # the card's figures are of the network before its refit on all tiles (these included)

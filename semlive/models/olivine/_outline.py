@@ -14,6 +14,15 @@ missed olivine fell from 49k to 21k px.
 Each connected "maybe" area that holds a crystal is grown on its own crop (the Gaussian and
 the gradient need only a margin of pixels around it), so the cost follows the crystals' area,
 not the image's.
+
+Once the crystal check has judged the crystals, :meth:`Outline.snap` draws their edges with
+the rule that drew the EDS labels' edges (:func:`._rules.refine_labels`), which the network
+learnt only at its coarser stride: each pixel within one pixel of an edge goes to the side
+whose local grey level it is closer to, and pixels darker than the crystal's local level by
+four times the BSE noise (cracks, holes, the resin an edge reached into) are cleared, except
+where clearing them would cut a crystal in two (a crack across a thin crystal: the catalogue
+counts connected crystals). On the virtual SEM (`small`, seeds 0-4, 8-epoch networks, unseen
+tiles) the IoU rose by 0.004-0.011 (mean 0.790 to 0.796), and no crystal was cut in two.
 """
 
 from __future__ import annotations
@@ -26,17 +35,23 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
-__all__ = ["Outline"]
+from ._rules import DARK_SIGMAS, local_level, robust_noise
+
+__all__ = ["SNAP_SIGMA_PX", "Outline"]
+
+SNAP_SIGMA_PX = 3.0  # the local grey levels' reach: as the EDS labels' refine_labels
 
 
 @dataclass(frozen=True, slots=True)
 class Outline:
     """Grow the mask's crystals to the BSE's edges over pixels of probability ≥ ``low``
     (0: off, the mask as it is), the gradient that of the BSE smoothed by a Gaussian of
-    ``smooth_sigma_px``."""
+    ``smooth_sigma_px``; then (:meth:`snap`) draw their edges by the local grey levels,
+    Gaussian-weighted over ``snap_sigma_px`` (0: off; cards written before it: off)."""
 
     low: float = 0.0
     smooth_sigma_px: float = 1.5
+    snap_sigma_px: float = 0.0
 
     @classmethod
     def from_card(cls, values: dict[str, float]) -> Outline:
@@ -45,15 +60,23 @@ class Outline:
 
     def as_dict(self) -> dict[str, float]:
         """The card's form: ``{}`` when off."""
-        return asdict(self) if self.low > 0 else {}
+        return asdict(self) if self.low > 0 or self.snap_sigma_px > 0 else {}
 
     def describe(self) -> str:
-        if self.low <= 0:
+        if self.low <= 0 and self.snap_sigma_px <= 0:
             return "off"
-        return (
-            f"crystals grown to the BSE's edges over pixels of probability ≥ {self.low:g} "
-            f"(gradient at σ {self.smooth_sigma_px:g} px)"
-        )
+        words = []
+        if self.low > 0:
+            words.append(
+                f"crystals grown to the BSE's edges over pixels of probability ≥ {self.low:g} "
+                f"(gradient at σ {self.smooth_sigma_px:g} px)"
+            )
+        if self.snap_sigma_px > 0:
+            words.append(
+                "edges drawn by the local grey levels inside and outside "
+                f"(σ {self.snap_sigma_px:g} px), cracks and holes cleared"
+            )
+        return "; ".join(words)
 
     def apply(
         self,
@@ -93,3 +116,72 @@ class Outline:
             grown = watershed(gradient, markers.astype(np.int32), mask=reach) == 1
             out[outer] |= grown
         return out
+
+    def snap(self, grey: NDArray[np.number[Any]], mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
+        """``mask`` with each pixel within one pixel of its edges on the side whose local grey
+        level (the mask's pixels at least 2 px inside, or the scanned pixels at least 3 px
+        outside) it is closer to, then its pixels darker than the crystal's local level by
+        ``DARK_SIGMAS`` times the BSE noise cleared where that cuts no crystal in two. Each
+        group of crystals is drawn on a crop with the Gaussian's reach around it, so the cost
+        follows the crystals' area; the noise is the same for all of them."""
+        if self.snap_sigma_px <= 0 or not mask.any():
+            return mask
+        sigma = self.snap_sigma_px
+        margin = math.ceil(4 * sigma) + 3  # the Gaussian's reach past the outer ring
+        near = ndi.maximum_filter(mask, size=2 * margin + 1)
+        areas, _ = ndi.label(near)
+        drawn = []
+        for index, box in enumerate(ndi.find_objects(areas), start=1):
+            if box is None:
+                continue
+            area = areas[box] == index
+            crop = np.asarray(grey[box], np.float32)
+            snapped = _snapped(crop, mask[box] & area, sigma)
+            level, _ = local_level(crop, snapped, sigma)
+            drawn.append((box, area, crop, snapped, level))
+        noise = robust_noise(np.concatenate([(c - lv)[m] for _, _, c, m, lv in drawn]))
+        out = mask.copy()
+        for box, area, crop, snapped, level in drawn:
+            cleared = snapped & ~(crop < level - DARK_SIGMAS * noise)
+            out[box] = np.where(area, _rejoined(snapped, cleared), out[box])
+        return out
+
+
+def _snapped(grey: NDArray[np.float32], mask: NDArray[np.bool_], sigma: float) -> NDArray[np.bool_]:
+    """``mask`` with each pixel within one pixel of its edges on the side whose local grey
+    level it is closer to (:meth:`Outline.snap`)."""
+    scanned = grey > 0
+    core = ndi.binary_erosion(mask)
+    inside, w_in = local_level(grey, core, sigma)
+    outside, w_out = local_level(grey, scanned & ~ndi.binary_dilation(mask, iterations=2), sigma)
+    edge = ndi.binary_dilation(mask) & ~core & scanned & (w_in > 1e-3) & (w_out > 1e-3)
+    closer = np.abs(grey - inside) < np.abs(grey - outside)
+    kept = mask & ~(edge & ~closer)
+    # a pixel added beside one the snap took away would stand alone
+    out: NDArray[np.bool_] = kept | (edge & closer & ndi.binary_dilation(kept))
+    # and so would the tip of a crystal's edge the snap cut off: a piece without a pixel of
+    # the crystal's inside (crystals too small to have one are left as they are)
+    crystals, n = ndi.label(mask)
+    cored = np.bincount(crystals[core], minlength=n + 1) > 0
+    pieces, m = ndi.label(out)
+    with_core = np.bincount(pieces[core & out], minlength=m + 1) > 0
+    of_cored = np.bincount(pieces[out], cored[crystals[out]], minlength=m + 1) > 0
+    out &= ~(of_cored & ~with_core)[pieces]
+    return out
+
+
+def _rejoined(before: NDArray[np.bool_], after: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """``after`` (``before`` less some pixels) with each connected patch of the pixels taken
+    away given back where it touches two or more of ``after``'s crystals: where taking it cut
+    a crystal in two."""
+    taken = before & ~after
+    if not taken.any():
+        return after
+    patches, n = ndi.label(taken, np.ones((3, 3), bool))
+    crystals, _ = ndi.label(after)
+    near = ndi.grey_dilation(patches, size=3)  # a patch's number on the pixels around it
+    beside = after & (near > 0)
+    pairs = np.unique(np.stack([near[beside], crystals[beside]]), axis=1)
+    touching = np.bincount(pairs[0], minlength=n + 1)
+    out: NDArray[np.bool_] = after | ((touching[patches] >= 2) & taken)
+    return out

@@ -21,10 +21,21 @@ from numpy.typing import NDArray
 from semlive.errors import InputDataError
 from semlive.settings import OlivineSettings
 
-__all__ = ["RuleSet", "load_rule_set", "olivine_labels", "refine_labels", "rule_thresholds"]
+__all__ = [
+    "DARK_SIGMAS",
+    "RuleSet",
+    "clear_dark",
+    "load_rule_set",
+    "local_level",
+    "olivine_labels",
+    "refine_labels",
+    "robust_noise",
+    "rule_thresholds",
+]
 
 RULES_FILE = Path(__file__).with_name("rules.toml")
 _NEEDED = ("Mg", "Ca", "Al")
+DARK_SIGMAS = 4.0  # how far below the local olivine level (in BSE noise) a crack or hole lies
 
 
 def rule_thresholds(settings: OlivineSettings) -> dict[str, float]:
@@ -66,7 +77,7 @@ def refine_labels(
     known: NDArray[np.bool_],
     passes: int = 2,
     sigma_px: float = 3.0,
-    dark_sigmas: float = 4.0,
+    dark_sigmas: float = DARK_SIGMAS,
 ) -> NDArray[np.bool_]:
     """Move the edges of EDS-rule olivine labels onto the edges the BSE image shows.
 
@@ -80,29 +91,57 @@ def refine_labels(
     by ``dark_sigmas`` times the BSE noise (cracks, holes) are cleared. Only ``known`` pixels
     change.
     """
-    from scipy.ndimage import binary_dilation, gaussian_filter
+    from scipy.ndimage import binary_dilation
 
     grey = np.asarray(bse, np.float32)
     out = olivine & known
     if passes <= 0 or not out.any():
         return out
-
-    def local_mean(mask: NDArray[np.bool_]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-        weight = gaussian_filter(mask.astype(np.float32), sigma_px)
-        total = gaussian_filter(np.where(mask, grey, 0).astype(np.float32), sigma_px)
-        return total / np.maximum(weight, 1e-6), weight
-
     for _ in range(passes):
-        inside, w_in = local_mean(out)
-        outside, w_out = local_mean(known & ~binary_dilation(out, iterations=2))
+        inside, w_in = local_level(grey, out, sigma_px)
+        outside, w_out = local_level(grey, known & ~binary_dilation(out, iterations=2), sigma_px)
         ring = binary_dilation(out) & ~out & known & (w_in > 1e-3)
         closer = np.abs(grey - inside) < np.abs(grey - outside)
         out |= ring & ((w_out <= 1e-3) | closer)
-    inside, _ = local_mean(out)
-    residual = (grey - inside)[out]
-    noise = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
-    out &= ~(grey < inside - dark_sigmas * max(noise, 1.0))
+    return clear_dark(grey, out, sigma_px, dark_sigmas)
+
+
+def local_level(
+    grey: NDArray[np.float32], mask: NDArray[np.bool_], sigma_px: float
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """The Gaussian-weighted mean grey of ``mask``'s pixels around each pixel (``sigma_px``),
+    and the weight of ``mask`` there (where it is ~0, the level means nothing)."""
+    from scipy.ndimage import gaussian_filter
+
+    weight = gaussian_filter(mask.astype(np.float32), sigma_px)
+    total = gaussian_filter(np.where(mask, grey, 0).astype(np.float32), sigma_px)
+    level: NDArray[np.float32] = total / np.maximum(weight, np.float32(1e-6))
+    return level, weight
+
+
+def clear_dark(
+    grey: NDArray[np.float32],
+    mask: NDArray[np.bool_],
+    sigma_px: float = 3.0,
+    dark_sigmas: float = DARK_SIGMAS,
+) -> NDArray[np.bool_]:
+    """``mask`` without its pixels darker than its local level (:func:`local_level`) by
+    ``dark_sigmas`` times the BSE noise (:func:`robust_noise` about that level): cracks, holes,
+    and the resin its edges reach into."""
+    if not mask.any():
+        return mask
+    inside, _ = local_level(grey, mask, sigma_px)
+    noise = robust_noise((grey - inside)[mask])
+    out: NDArray[np.bool_] = mask & ~(grey < inside - dark_sigmas * noise)
     return out
+
+
+def robust_noise(residual: NDArray[np.float32]) -> float:
+    """The BSE noise from pixels' residuals about their local level: their median absolute
+    deviation as a normal standard deviation (zoning and cracks barely move it), at least 1 DN."""
+    if residual.size == 0:
+        return 1.0
+    return max(1.4826 * float(np.median(np.abs(residual - np.median(residual)))), 1.0)
 
 
 @dataclass(frozen=True, slots=True)

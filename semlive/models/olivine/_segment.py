@@ -3,8 +3,9 @@
 A region (plus a halo of context) is cut into overlapping windows; each window's probabilities
 are weighted by a taper that falls toward its edges (so every pixel is decided mostly by windows
 that see it with context on all sides), averaged, and thresholded at the model's ``dlth``; the
-crystals are grown to the BSE's edges (:mod:`._outline`) and the model's crystal check
-(:mod:`._check`) then drops crystals too flat for an olivine.
+crystals are grown to the BSE's edges (:mod:`._outline`), the model's crystal check
+(:mod:`._check`) then drops crystals too flat for an olivine, and the edges of those kept are
+drawn by the BSE's local grey levels (:meth:`._outline.Outline.snap`).
 Results go to ``mosaic.zarr/bse/labels/olivine`` (uint8, OME-Zarr labels) and
 ``mosaic.zarr/olivine_probability`` (uint8, probability × 255, for QA), both multiscale on the
 grid of ``bse/``.
@@ -240,7 +241,7 @@ class OlivineSegmenter:
         window = self.probabilities(grey)
         # crystals are grown and judged whole within the region and its halo, then cut to it
         mask = self.outline.apply(grey, window, (window >= self.card.dlth) & scanned)
-        label = self.check.apply(grey, mask)[inner]
+        label = self.outline.snap(grey, self.check.apply(grey, mask))[inner]
         label = label.astype(np.uint8)
         p = np.where(scanned[inner], window[inner], 0.0)
         self.labels[0][r0:r1, c0:c1] = label

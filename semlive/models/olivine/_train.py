@@ -39,7 +39,7 @@ from semlive.settings import OlivineSettings
 from ._check import MIN_GAIN, CheckFit, CrystalCheck, prepare
 from ._data import IGNORE, LOOKALIKE, LabelledTile, TrainingData, load_training_data
 from ._landmarks import grey_landmarks
-from ._outline import Outline
+from ._outline import SNAP_SIGMA_PX, Outline
 from ._rules import rule_thresholds
 
 __all__ = ["TrainProgress", "default_architecture", "score_model", "train_olivine"]
@@ -149,7 +149,10 @@ def train_olivine(
     # kept for readers of older cards, where the check chose its own dlth
     metrics["network_dlth"] = dlth
     metrics["network_validation"] = metrics["validation"]
-    outline = Outline(low=min(settings.outline_low, dlth))
+    outline = Outline(
+        low=min(settings.outline_low, dlth),
+        snap_sigma_px=SNAP_SIGMA_PX if settings.outline_snap else 0.0,
+    )
     logger.info("outline: %s", outline.describe())
     check = CrystalCheck()
     if settings.crystal_check:
@@ -205,7 +208,7 @@ def score_model(folder: Path, tiles: list[LabelledTile], settings: OlivineSettin
         logits = _logits(network, tile, card.normalisation, runtime)
         p = torch.sigmoid(logits)[0, 0].cpu().numpy()
         mask = outline.apply(tile.bse, p, (p >= card.dlth) & (tile.bse > 0))
-        mask = check.apply(tile.bse, mask)
+        mask = outline.snap(tile.bse, check.apply(tile.bse, mask))
         total = total + confusion(mask, tile.label == 1, tile.label != IGNORE)
     return total
 
