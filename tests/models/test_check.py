@@ -418,3 +418,44 @@ def test_the_best_two_runs_are_the_best_there_are():
         assert sum(values[a:b].sum() for a, b in single) == pytest.approx(
             max([0.0] + [values[a:b].sum() for a, b in runs])
         )
+
+
+def test_the_lowest_threshold_that_does_as_well_with_a_margin_over_the_noise():
+    """Of the spread thresholds that do as well on the EDS tiles, the lowest (an olivine just
+    above the flat crystals off the tiles can be a large phenocryst), but never one that a
+    flat crystal's noise reaches: at least twice the median spread of those it drops."""
+    # flat look-alikes at 80-100 DN, a 1-px one at 300 (dropping it gains nearly nothing),
+    # olivines at 600 and 900: the thresholds from 200 to 450 do as well, the lowest is taken
+    fit = _tallied(
+        [80.0, 90.0, 100.0, 300.0, 600.0, 900.0],
+        [29_500.0] * 6,
+        [0, 0, 0, 0, 5_000, 5_000],
+        [2_000, 2_000, 2_000, 1, 0, 0],
+    )
+    check, _ = fit.result()
+    assert check.max_core_std_dn == pytest.approx(200.0)
+    # look-alikes at 80-90 DN and a 1-px one at 92: 91 DN would do as well but lies within the
+    # flat crystals' noise, so the threshold above the 92 is taken
+    fit = _tallied(
+        [80.0, 85.0, 90.0, 92.0, 600.0],
+        [29_500.0] * 5,
+        [0, 0, 0, 0, 5_000],
+        [2_000, 2_000, 2_000, 1, 0],
+    )
+    check, _ = fit.result()
+    assert check.max_core_std_dn > 2 * 85.0
+    assert check.max_core_std_dn < 600.0
+
+
+def test_a_small_flat_crystal_beside_a_bright_neighbour_reads_flat():
+    """Smoothed within the crystals, a small crystal's interior does not take in the grey of
+    the groundmass or of the oxide beside it: it reads as flat as a large one (smoothed over
+    everything, its spread reads more than twice its noise)."""
+    grey, mask, _ = _crystals(10, [(50, 50, 8, 29_500, 29_500, False)], size=(100, 100))
+    grey[:, 59:] += 20_000.0  # an oxide against it
+    within = crystal_features(grey, mask, CrystalCheck(min_core_px=10, smooth_within=True))
+    over_all = crystal_features(grey, mask, CrystalCheck(min_core_px=10))
+    (crystal,) = np.unique(within.crystals[mask])
+    noise_floor = NOISE_DN / (2 * np.sqrt(np.pi) * 2.0)  # white noise under a σ-2 Gaussian
+    assert within.spread[crystal] < 1.5 * noise_floor
+    assert over_all.spread[crystal] > 2 * noise_floor

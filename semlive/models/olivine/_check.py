@@ -7,7 +7,10 @@ it often cannot tell the two apart pixel by pixel. The crystals differ as wholes
   augite much less: the *spread* of a crystal's interior BSE (the standard deviation of the
   Gaussian-smoothed grey level over the pixels at least ``core_depth_px`` and ``core_fraction``
   of the crystal's largest depth inside it: away from the rim, where the mask's edge and the
-  beam's blur mix the neighbours in; cracks and holes, resin, left out: :func:`cleared`);
+  beam's blur mix the neighbours in; cracks and holes, resin, left out: :func:`cleared`; with
+  ``smooth_within``, the smoothing over the crystal's own pixels only, so that a small
+  crystal's few interior pixels do not take in its neighbours' grey: smoothed over everything,
+  small flat clinopyroxenes on the virtual SEM's `small` read 200-485 DN, large ones 62-120);
 - averaged over a whole crystal, the grey level is precise (the BSE noise of one pixel is
   ~600 DN, of a hundred-pixel mean ~60 DN), and a session's clinopyroxene fills a narrower
   *band* of mean grey than its olivine, which spans its whole Fe/Mg range: the *mean* of the
@@ -18,7 +21,8 @@ A crystal is dropped when its spread is below ``max_core_std_dn`` and its mean l
 in the band's gap (``gap_low_dn``, ``gap_high_dn``) (none by default). None is set by hand: all
 are chosen on the session's own EDS tiles, where the EDS labels say which predicted crystals
 are olivine, as those that maximise the IoU against those labels (the way ``dlth`` is chosen; of
-the spread thresholds that do within 0.001 as well, the middle one). Where no choice gains at
+the spread thresholds that do within 0.001 as well, the lowest: see :meth:`CheckFit.result`).
+Where no choice gains at
 least ``MIN_GAIN`` IoU there, the check stays off. A gap (flat olivines kept amid the
 look-alikes' grey: an unzoned olivine of clinopyroxene's grey) is taken only where it gains
 ``MIN_GAIN`` over the best band without one. The EDS tiles' IoU does not say where between the
@@ -67,6 +71,7 @@ MIN_SMALL_PX = 3  # pixels at small_depth_px that a small crystal's mean grey is
 SMALL_DEPTH_PX = 1.5  # the fit's small_depth_px: pixels with every 8-neighbour in the crystal
 _SPREAD_CANDIDATES = 64  # spread thresholds tried by the fit (quantiles of the judged crystals)
 _PLATEAU_IOU = 0.001  # spread thresholds whose IoU is this close to the best count as as good
+_NOISE_MARGIN = 2.0  # the least spread threshold, over the median spread of the crystals dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +92,7 @@ class CrystalCheck:
     small_depth_px: float = 0.0
     gap_low_dn: float = math.inf  # (gap_low_dn, gap_high_dn): kept inside the band
     gap_high_dn: float = -math.inf
+    smooth_within: bool = False  # smoothed over the crystals' own pixels (older cards: all)
 
     @classmethod
     def from_card(cls, values: dict[str, float]) -> CrystalCheck:
@@ -212,13 +218,18 @@ def crystal_features(
 ) -> CrystalFeatures:
     """Each connected crystal of ``mask`` measured over its interior: the pixels at least
     ``core_depth_px`` and ``core_fraction`` of its largest depth inside it, cracks and holes
-    left out. The spread is taken on the smoothed BSE, the mean on the BSE itself (smoothing
-    would mix the surroundings into a small crystal's few interior pixels). A crystal of fewer
+    left out. The spread is taken on the smoothed BSE (with ``smooth_within``, smoothed over
+    ``mask``'s pixels only), the mean on the BSE itself (smoothing would mix the surroundings
+    into a small crystal's few interior pixels). A crystal of fewer
     than ``min_core_px`` interior pixels, with ``small_depth_px`` > 0 and at least
     ``MIN_SMALL_PX`` pixels that deep: ``small``, its mean over those. ``prepared``:
     :func:`prepare` of ``grey``, when already made."""
     crystals, n = ndi.label(mask)
-    clear, smooth = prepared if prepared is not None else prepare(grey, check.smooth_sigma_px)
+    if check.smooth_within:
+        clear = prepared[0] if prepared is not None else cleared(grey)
+        smooth = smoothed(np.where(mask, clear, np.float32(0)), check.smooth_sigma_px)
+    else:
+        clear, smooth = prepared if prepared is not None else prepare(grey, check.smooth_sigma_px)
     depth = ndi.distance_transform_edt(mask, return_indices=False).astype(np.float32)
     inside = np.full(n + 1, np.inf, np.float32)
     if n:
@@ -254,11 +265,11 @@ class CheckFit:
     """Tallies, tile by tile, what dropping each judged crystal would do to the IoU against
     the EDS labels; :meth:`result` then chooses the spread threshold and the grey band, and
     whether to judge the small crystals by that band too. The small crystals are measured as
-    ``check`` says (by default, ``SMALL_DEPTH_PX`` inside them; with ``small_depth_px`` 0, not
-    judged)."""
+    ``check`` says (by default, ``SMALL_DEPTH_PX`` inside them, and the spread smoothed within
+    the crystals; with ``small_depth_px`` 0, not judged)."""
 
     def __init__(self, check: CrystalCheck | None = None) -> None:
-        self.base = check or CrystalCheck(small_depth_px=SMALL_DEPTH_PX)
+        self.base = check or CrystalCheck(small_depth_px=SMALL_DEPTH_PX, smooth_within=True)
         self.spreads: list[NDArray[np.float64]] = []
         self.means: list[NDArray[np.float64]] = []
         self.tps: list[NDArray[np.float64]] = []
@@ -312,7 +323,19 @@ class CheckFit:
     def result(self) -> tuple[CrystalCheck, dict[str, float]]:
         """The spread threshold and grey band that maximise the IoU over the tiles added (off
         where none gains ``MIN_GAIN``), small crystals judged by the band too where that raises
-        it, and the IoU without and with them."""
+        it, and the IoU without and with them.
+
+        Of the thresholds that do within ``_PLATEAU_IOU`` as well, the lowest that is at least
+        ``_NOISE_MARGIN`` times the median spread of the crystals it drops (a flat crystal's
+        spread is its noise: a look-alike off the EDS tiles may read a little more than the
+        most of those on them; with none that high, the highest of them): a few EDS tiles
+        leave a wide gap between the flat crystals to drop and the zoned ones to keep, and off
+        them the two errors are unequal. The clinopyroxenes that weigh (the large ones) sit at
+        the spread's noise floor, those above it are small; an olivine near the threshold can be
+        a large phenocryst (an unzoned one merged with its neighbour, or with holes). On the
+        virtual SEM's `small` (seeds 0-4), the middle of that gap dropped a 58,000-px olivine at
+        441 DN (seed 4: unseen-tile IoU 0.59; with the lowest, 0.78), while the lowest kept
+        at most 414 px more clinopyroxene on the other seeds."""
         features, tps, fps = self._tallies()
         spread, mean = features.spread, features.mean  # small crystals: spread +inf, never flat
         union = self.tp + self.fp + self.fn
@@ -324,10 +347,12 @@ class CheckFit:
                 for threshold in _spread_thresholds(spread)
             ]
             top = max((c.iou for c in choices), default=-math.inf)
-            # the middle of the thresholds that do (nearly) as well: as far from the flat
-            # crystals as from the zoned ones, and with the flat olivines near the band inside
+            # the lowest of the thresholds that do (nearly) as well, with a margin over the
+            # spreads of the crystals it drops
             plateau = [c for c in choices if c.iou >= top - _PLATEAU_IOU]
-            return plateau[len(plateau) // 2] if top > before else _Choice(before, 0, 0, 0, 0)
+            if top <= before:
+                return _Choice(before, 0, 0, 0, 0)
+            return next((c for c in plateau if _clears_noise(c, spread, mean)), plateau[-1])
 
         # a gap in the band only where it gains MIN_GAIN over the best band without one
         best, gapped = fitted(gap=False), fitted(gap=True)
@@ -362,6 +387,17 @@ class CheckFit:
             "dropped": best.dropped + small_dropped,
             "small_dropped": small_dropped,
         }
+
+
+def _clears_noise(choice: _Choice, spread: NDArray[np.float64], mean: NDArray[np.float64]) -> bool:
+    """Whether ``choice``'s spread threshold is at least ``_NOISE_MARGIN`` times the median
+    spread of the crystals it drops: a flat crystal's spread is its noise, and a look-alike
+    off the EDS tiles reads a little more or less than those on them."""
+    band = (choice.low, choice.high, choice.gap_low, choice.gap_high)
+    dropped = (spread < choice.threshold) & np.isfinite(spread) & _in_band(mean, *band)
+    if not dropped.any():
+        return True
+    return choice.threshold >= _NOISE_MARGIN * float(np.median(spread[dropped]))
 
 
 @dataclass(frozen=True, slots=True)
