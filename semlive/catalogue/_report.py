@@ -328,7 +328,8 @@ def _check_rule(check: dict[str, float]) -> str:
             f"{'any' if low is None else f'{low:,.0f}'}–{'any' if high is None else f'{high:,.0f}'}"
         )
 
-    rule = f"crystals with interior BSE spread below {check['max_core_std_dn']:,.0f} DN"
+    zoning = " and rim-to-core difference" if check.get("rim_core") else ""
+    rule = f"crystals with interior BSE spread{zoning} below {check['max_core_std_dn']:,.0f} DN"
     if "band_low_dn" in check or "band_high_dn" in check:
         grey = band(check.get("band_low_dn"), check.get("band_high_dn"))
         rule += f" whose interior mean BSE is {grey} DN"

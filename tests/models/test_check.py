@@ -157,7 +157,7 @@ def test_cracks_do_not_make_a_flat_crystal_look_zoned():
     # the cracks lie inside the interior the check reads: with them, it would read as zoned
     rr, cc = np.mgrid[: grey.shape[0], : grey.shape[1]]
     interior = np.hypot(rr - r, cc - c) < 0.7 * radius
-    assert smoothed(cracked, check.smooth_sigma_px)[interior].std() > 5 * check.max_core_std_dn
+    assert smoothed(cracked, check.smooth_sigma_px)[interior].std() > 10 * features.spread[after]
 
 
 def _crystals(seed, disks, size=(360, 900)):
@@ -287,6 +287,7 @@ def test_the_report_states_the_check_as_the_model_does():
         CrystalCheck(96.0, band_low_dn=28_975.5),
         CrystalCheck(96.0, band_high_dn=30_975.5),
         CrystalCheck(96.0, band_low_dn=28_975.5, band_high_dn=30_100.0, small_depth_px=1.5),
+        CrystalCheck(96.0, band_low_dn=28_975.5, smooth_within=True, rim_core=True),
     ):
         assert _check_rule(check.as_dict()) == check.describe()
 
@@ -459,3 +460,25 @@ def test_a_small_flat_crystal_beside_a_bright_neighbour_reads_flat():
     noise_floor = NOISE_DN / (2 * np.sqrt(np.pi) * 2.0)  # white noise under a σ-2 Gaussian
     assert within.spread[crystal] < 1.5 * noise_floor
     assert over_all.spread[crystal] > 2 * noise_floor
+
+
+def test_zoning_is_read_from_rim_against_core_too():
+    """A large olivine zoned gently toward its rim: its interior spread (taken away from the rim)
+    reads nearly as flat as a look-alike's, but its rim's mean grey differs from its core's by
+    far more than a flat crystal's (whose rim and core differ by a mean's scatter)."""
+    grey, mask, _ = _crystals(
+        14,
+        [(100, 100, 70, 29_000, 29_700, True), (100, 300, 70, 29_300, 29_300, False)],
+        size=(200, 400),
+    )
+    spread_only = CrystalCheck(200.0, smooth_within=True)
+    both = replace(spread_only, rim_core=True)
+    alone, with_rim = crystal_features(grey, mask, spread_only), crystal_features(grey, mask, both)
+    zoned, flat = alone.crystals[100, 100], alone.crystals[100, 300]
+    assert alone.spread[zoned] < 200 < with_rim.spread[zoned]
+    assert with_rim.spread[flat] == pytest.approx(alone.spread[flat])  # the spread, larger
+    assert with_rim.spread[flat] < 200
+    assert not spread_only.apply(grey, mask)[100, 100]  # dropped as flat
+    kept = both.apply(grey, mask)
+    assert kept[100, 100]
+    assert not kept[100, 300]

@@ -10,7 +10,11 @@ it often cannot tell the two apart pixel by pixel. The crystals differ as wholes
   beam's blur mix the neighbours in; cracks and holes, resin, left out: :func:`cleared`; with
   ``smooth_within``, the smoothing over the crystal's own pixels only, so that a small
   crystal's few interior pixels do not take in its neighbours' grey: smoothed over everything,
-  small flat clinopyroxenes on the virtual SEM's `small` read 200-485 DN, large ones 62-120);
+  small flat clinopyroxenes on the virtual SEM's `small` read 200-485 DN, large ones 62-120;
+  with ``rim_core``, the larger of that and the difference between the mean BSE of the
+  crystal's rim and of its core, :func:`_rim_core`: read over many pixels, it tells a gently
+  zoned olivine, whose interior spread can fall below that of a clinopyroxene raised by a
+  neighbour or a crack, from a flat crystal);
 - averaged over a whole crystal, the grey level is precise (the BSE noise of one pixel is
   ~600 DN, of a hundred-pixel mean ~60 DN), and a session's clinopyroxene fills a narrower
   *band* of mean grey than its olivine, which spans its whole Fe/Mg range: the *mean* of the
@@ -71,6 +75,9 @@ MIN_SMALL_PX = 3  # pixels at small_depth_px that a small crystal's mean grey is
 SMALL_DEPTH_PX = 1.5  # the fit's small_depth_px: pixels with every 8-neighbour in the crystal
 _SPREAD_CANDIDATES = 64  # spread thresholds tried by the fit (quantiles of the judged crystals)
 _PLATEAU_IOU = 0.001  # spread thresholds whose IoU is this close to the best count as as good
+RIM_DEPTH_PX = 2.0  # a crystal's rim for the rim-core contrast: from this depth...
+RIM_FRACTION = 0.4  # ...to this fraction of its largest depth
+CORE_FRACTION = 0.7  # its core: deeper than this fraction of its largest depth
 _NOISE_MARGIN = 2.0  # the least spread threshold, over the median spread of the crystals dropped
 
 
@@ -93,6 +100,7 @@ class CrystalCheck:
     gap_low_dn: float = math.inf  # (gap_low_dn, gap_high_dn): kept inside the band
     gap_high_dn: float = -math.inf
     smooth_within: bool = False  # smoothed over the crystals' own pixels (older cards: all)
+    rim_core: bool = False  # zoning also read as rim against core (older cards: spread alone)
 
     @classmethod
     def from_card(cls, values: dict[str, float]) -> CrystalCheck:
@@ -135,9 +143,10 @@ class CrystalCheck:
                 f"; crystals of fewer than {self.min_core_px} interior pixels count as flat"
                 f" (their mean BSE taken {self.small_depth_px:g} px inside them)"
             )
+        zoning = " and rim-to-core difference" if self.rim_core else ""
         return (
-            f"crystals with interior BSE spread below {self.max_core_std_dn:,.0f} DN{band}"
-            f" dropped{small}"
+            f"crystals with interior BSE spread{zoning} below {self.max_core_std_dn:,.0f} DN"
+            f"{band} dropped{small}"
         )
 
 
@@ -258,7 +267,36 @@ def crystal_features(
             level = np.where(
                 small, np.bincount(crystals[shallow], clear[shallow], minlength=n + 1) / some, level
             )
+    if check.rim_core and n:
+        spread = np.maximum(spread, _rim_core(clear, mask, crystals, n, depth, deepest))
     return CrystalFeatures(crystals.astype(np.int32, copy=False), spread, level, small)
+
+
+def _rim_core(
+    clear: NDArray[np.float32],
+    mask: NDArray[np.bool_],
+    crystals: NDArray[np.integer[Any]],
+    n: int,
+    depth: NDArray[np.float32],
+    deepest: Any,
+) -> NDArray[np.float64]:
+    """Per crystal (index 0 too), the difference in mean BSE between its rim (``RIM_DEPTH_PX``
+    to ``RIM_FRACTION`` of its largest depth inside it) and its core (deeper than
+    ``CORE_FRACTION``), cracks and holes left out: zoning, read over many pixels (0 where
+    either is empty)."""
+    largest = np.concatenate([[1.0], np.maximum(np.asarray(deepest, np.float64), 1.0)])
+    relative = depth / largest[crystals]
+    scanned = mask & (clear > 0)
+    rim = scanned & (depth >= RIM_DEPTH_PX) & (relative < RIM_FRACTION)
+    core = scanned & (relative >= CORE_FRACTION)
+    out = np.zeros(n + 1, np.float64)
+    rim_n = np.bincount(crystals[rim], minlength=n + 1)
+    core_n = np.bincount(crystals[core], minlength=n + 1)
+    both = (rim_n > 0) & (core_n > 0)
+    rim_mean = np.bincount(crystals[rim], clear[rim].astype(np.float64), minlength=n + 1)
+    core_mean = np.bincount(crystals[core], clear[core].astype(np.float64), minlength=n + 1)
+    out[both] = np.abs(rim_mean[both] / rim_n[both] - core_mean[both] / core_n[both])
+    return out
 
 
 class CheckFit:
@@ -269,7 +307,9 @@ class CheckFit:
     the crystals; with ``small_depth_px`` 0, not judged)."""
 
     def __init__(self, check: CrystalCheck | None = None) -> None:
-        self.base = check or CrystalCheck(small_depth_px=SMALL_DEPTH_PX, smooth_within=True)
+        self.base = check or CrystalCheck(
+            small_depth_px=SMALL_DEPTH_PX, smooth_within=True, rim_core=True
+        )
         self.spreads: list[NDArray[np.float64]] = []
         self.means: list[NDArray[np.float64]] = []
         self.tps: list[NDArray[np.float64]] = []
