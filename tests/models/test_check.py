@@ -482,3 +482,18 @@ def test_zoning_is_read_from_rim_against_core_too():
     kept = both.apply(grey, mask)
     assert kept[100, 100]
     assert not kept[100, 300]
+
+
+def test_smoothing_within_the_crystals_on_crops_as_on_the_whole_image():
+    """Smoothed crystal by crystal on crops with the Gaussian's reach: the same values as over
+    the whole image, crystals at its edge and crystals side by side included."""
+    from semlive.models.olivine._check import _smoothed_within, cleared
+
+    grey, mask, _ = _scene(15, ZONED, FLAT, SMALL)
+    grey, mask = np.roll(grey, (-80, -70), axis=(0, 1)), np.roll(mask, (-80, -70), axis=(0, 1))
+    mask[200:204, :] |= True  # a strip joining some, across the image
+    clear = cleared(grey)
+    crystals, _ = ndi.label(mask)
+    whole = smoothed(np.where(mask, clear, np.float32(0)), 2.0)
+    crops = _smoothed_within(clear, mask, crystals, 2.0)
+    np.testing.assert_allclose(crops[mask], whole[mask], rtol=1e-6)

@@ -236,14 +236,13 @@ def crystal_features(
     crystals, n = ndi.label(mask)
     if check.smooth_within:
         clear = prepared[0] if prepared is not None else cleared(grey)
-        smooth = smoothed(np.where(mask, clear, np.float32(0)), check.smooth_sigma_px)
+        smooth = _smoothed_within(clear, mask, crystals, check.smooth_sigma_px)
     else:
         clear, smooth = prepared if prepared is not None else prepare(grey, check.smooth_sigma_px)
-    depth = ndi.distance_transform_edt(mask, return_indices=False).astype(np.float32)
+    depth, deepest = _depths(crystals, n)
     inside = np.full(n + 1, np.inf, np.float32)
     if n:
-        deepest = ndi.maximum(depth, crystals, np.arange(1, n + 1))
-        inside[1:] = np.maximum(check.core_depth_px, check.core_fraction * np.asarray(deepest))
+        inside[1:] = np.maximum(check.core_depth_px, check.core_fraction * deepest)
     core = (depth >= inside[crystals]) & (clear > 0)
     ids = crystals[core]
     values = smooth[core].astype(np.float64)
@@ -272,6 +271,57 @@ def crystal_features(
     return CrystalFeatures(crystals.astype(np.int32, copy=False), spread, level, small)
 
 
+def _depths(
+    crystals: NDArray[np.integer[Any]], n: int
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """Each crystal pixel's Euclidean distance to the nearest pixel outside every crystal (0
+    outside), and each crystal's largest (crystals 1..n), crystal by crystal on its box and
+    one pixel around: the nearest outside pixel of a pixel lies within that (nearer than the
+    box's nearest side), so the values are those of the whole image's transform, at a cost
+    that follows the crystals' area."""
+    depth = np.zeros(crystals.shape, np.float32)
+    deepest = np.zeros(n, np.float32)  # as the whole-image transform gives them
+    for index, box in enumerate(ndi.find_objects(crystals), start=1):
+        if box is None:
+            continue
+        outer = _around(box, 1, crystals.shape)
+        local = crystals[outer]
+        own = local == index
+        values = ndi.distance_transform_edt(local > 0)[own].astype(np.float32)
+        depth[outer][own] = values
+        deepest[index - 1] = values.max()
+    return depth, deepest
+
+
+def _around(box: tuple[slice, ...], margin: int, shape: tuple[int, ...]) -> tuple[slice, ...]:
+    """``box`` grown by ``margin`` pixels on every side, within ``shape``."""
+    return tuple(
+        slice(max(s.start - margin, 0), min(s.stop + margin, size))
+        for s, size in zip(box, shape, strict=True)
+    )
+
+
+def _smoothed_within(
+    clear: NDArray[np.float32],
+    mask: NDArray[np.bool_],
+    crystals: NDArray[np.integer[Any]],
+    sigma: float,
+) -> NDArray[np.float32]:
+    """:func:`smoothed` of ``clear`` over ``mask``'s pixels only, on each crystal's pixels (0
+    elsewhere): crystal by crystal, on a crop with the Gaussian's reach around it, so the cost
+    follows the crystals' area, not the image's (the same values as on the whole image)."""
+    out = np.zeros(mask.shape, np.float32)
+    margin = math.ceil(4 * sigma) + 1  # the Gaussian's reach (scipy truncates at 4 σ)
+    for index, box in enumerate(ndi.find_objects(crystals), start=1):
+        if box is None:
+            continue
+        outer = _around(box, margin, mask.shape)
+        own = crystals[outer] == index
+        local = smoothed(np.where(mask[outer], clear[outer], np.float32(0)), sigma)
+        out[outer][own] = local[own]
+    return out
+
+
 def _rim_core(
     clear: NDArray[np.float32],
     mask: NDArray[np.bool_],
@@ -285,16 +335,17 @@ def _rim_core(
     ``CORE_FRACTION``), cracks and holes left out: zoning, read over many pixels (0 where
     either is empty)."""
     largest = np.concatenate([[1.0], np.maximum(np.asarray(deepest, np.float64), 1.0)])
-    relative = depth / largest[crystals]
-    scanned = mask & (clear > 0)
-    rim = scanned & (depth >= RIM_DEPTH_PX) & (relative < RIM_FRACTION)
-    core = scanned & (relative >= CORE_FRACTION)
+    scanned = mask & (clear > 0)  # over these pixels only, as 1-d arrays
+    ids, d, grey = crystals[scanned], depth[scanned], clear[scanned].astype(np.float64)
+    relative = d / largest[ids]
+    rim = (d >= RIM_DEPTH_PX) & (relative < RIM_FRACTION)
+    core = relative >= CORE_FRACTION
     out = np.zeros(n + 1, np.float64)
-    rim_n = np.bincount(crystals[rim], minlength=n + 1)
-    core_n = np.bincount(crystals[core], minlength=n + 1)
+    rim_n = np.bincount(ids[rim], minlength=n + 1)
+    core_n = np.bincount(ids[core], minlength=n + 1)
     both = (rim_n > 0) & (core_n > 0)
-    rim_mean = np.bincount(crystals[rim], clear[rim].astype(np.float64), minlength=n + 1)
-    core_mean = np.bincount(crystals[core], clear[core].astype(np.float64), minlength=n + 1)
+    rim_mean = np.bincount(ids[rim], grey[rim], minlength=n + 1)
+    core_mean = np.bincount(ids[core], grey[core], minlength=n + 1)
     out[both] = np.abs(rim_mean[both] / rim_n[both] - core_mean[both] / core_n[both])
     return out
 
