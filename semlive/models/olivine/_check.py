@@ -211,19 +211,22 @@ def cleared(grey: NDArray[np.number[Any]]) -> NDArray[np.float32]:
     return np.where(dark, np.float32(0), out)
 
 
-def prepare(
-    grey: NDArray[np.number[Any]], sigma: float
-) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-    """The BSE as the check reads it: :func:`cleared`, and that smoothed by ``sigma``."""
+Prepared = tuple[NDArray[np.float32], NDArray[np.float32] | None]
+
+
+def prepare(grey: NDArray[np.number[Any]], check: CrystalCheck) -> Prepared:
+    """The BSE as ``check`` reads it: :func:`cleared`, and that smoothed over the whole image
+    (None with ``smooth_within``: each crystal is smoothed over its own pixels, by
+    :func:`crystal_features`)."""
     clear = cleared(grey)
-    return clear, smoothed(clear, sigma)
+    return clear, None if check.smooth_within else smoothed(clear, check.smooth_sigma_px)
 
 
 def crystal_features(
     grey: NDArray[np.number[Any]],
     mask: NDArray[np.bool_],
     check: CrystalCheck,
-    prepared: tuple[NDArray[np.float32], NDArray[np.float32]] | None = None,
+    prepared: Prepared | None = None,
 ) -> CrystalFeatures:
     """Each connected crystal of ``mask`` measured over its interior: the pixels at least
     ``core_depth_px`` and ``core_fraction`` of its largest depth inside it, cracks and holes
@@ -232,13 +235,13 @@ def crystal_features(
     into a small crystal's few interior pixels). A crystal of fewer
     than ``min_core_px`` interior pixels, with ``small_depth_px`` > 0 and at least
     ``MIN_SMALL_PX`` pixels that deep: ``small``, its mean over those. ``prepared``:
-    :func:`prepare` of ``grey``, when already made."""
+    :func:`prepare` of ``grey`` for ``check``, when already made."""
     crystals, n = ndi.label(mask)
+    clear, smooth = prepared if prepared is not None else prepare(grey, check)
     if check.smooth_within:
-        clear = prepared[0] if prepared is not None else cleared(grey)
         smooth = _smoothed_within(clear, mask, crystals, check.smooth_sigma_px)
-    else:
-        clear, smooth = prepared if prepared is not None else prepare(grey, check.smooth_sigma_px)
+    elif smooth is None:  # prepared for a check that smooths within
+        smooth = smoothed(clear, check.smooth_sigma_px)
     depth, deepest = _depths(crystals, n)
     inside = np.full(n + 1, np.inf, np.float32)
     if n:
@@ -328,13 +331,13 @@ def _rim_core(
     crystals: NDArray[np.integer[Any]],
     n: int,
     depth: NDArray[np.float32],
-    deepest: Any,
+    deepest: NDArray[np.float32],
 ) -> NDArray[np.float64]:
     """Per crystal (index 0 too), the difference in mean BSE between its rim (``RIM_DEPTH_PX``
     to ``RIM_FRACTION`` of its largest depth inside it) and its core (deeper than
     ``CORE_FRACTION``), cracks and holes left out: zoning, read over many pixels (0 where
     either is empty)."""
-    largest = np.concatenate([[1.0], np.maximum(np.asarray(deepest, np.float64), 1.0)])
+    largest = np.concatenate([[1.0], np.maximum(deepest.astype(np.float64), 1.0)])
     scanned = mask & (clear > 0)  # over these pixels only, as 1-d arrays
     ids, d, grey = crystals[scanned], depth[scanned], clear[scanned].astype(np.float64)
     relative = d / largest[ids]
@@ -374,7 +377,7 @@ class CheckFit:
         mask: NDArray[np.bool_],
         label: NDArray[np.bool_],
         known: NDArray[np.bool_],
-        prepared: tuple[NDArray[np.float32], NDArray[np.float32]] | None = None,
+        prepared: Prepared | None = None,
     ) -> None:
         """One tile: its BSE, the network's mask, the EDS olivine label, the labelled pixels
         (``prepared``: :func:`prepare` of the BSE, when already made)."""

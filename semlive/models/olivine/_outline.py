@@ -35,6 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
+from ._check import _around
 from ._rules import DARK_SIGMAS, local_level, robust_noise
 
 __all__ = ["SNAP_SIGMA_PX", "Outline"]
@@ -100,10 +101,7 @@ class Outline:
         for index, box in enumerate(ndi.find_objects(areas), start=1):
             if box is None or not seeded[index]:
                 continue
-            outer = tuple(
-                slice(max(s.start - margin, 0), min(s.stop + margin, size))
-                for s, size in zip(box, grey.shape, strict=True)
-            )
+            outer = _around(box, margin, grey.shape)
             area = areas[outer] == index
             if not (area & ~mask[outer]).any():
                 continue  # nothing to grow over

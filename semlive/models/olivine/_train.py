@@ -665,7 +665,7 @@ def _fit_check(
     fit, own = CheckFit(), CheckFit()
     lookalike_px = 0
     for tile, p in tiles():
-        prepared = prepare(tile.bse, fit.base.smooth_sigma_px)
+        prepared = prepare(tile.bse, fit.base)
         olivine, known = tile.label == 1, tile.label != IGNORE
         lookalike = tile.label == LOOKALIKE
         lookalike_px += int(np.count_nonzero(lookalike))
