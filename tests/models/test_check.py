@@ -362,37 +362,58 @@ def test_the_band_reaches_past_its_look_alikes_by_their_spacing_not_halfway():
     assert (check.band_low_dn, check.band_high_dn) == (29_000.0 - MIN_REACH_DN, 29_100.0)
 
 
-def test_an_unzoned_olivine_amid_the_look_alikes_keeps_a_gap_in_the_band():
-    """A large flat olivine whose grey lies among the look-alikes': one band would drop it
-    or keep half of them; two runs around it (a band with a gap) drop them all and keep it.
-    A small one costs less than ``MIN_GAIN`` to drop: no gap for it."""
+def test_unzoned_olivines_amid_the_look_alikes_keep_a_gap_in_the_band():
+    """Large flat olivines whose grey lies among the look-alikes': one band would drop them
+    or keep half of the look-alikes; two runs around them (a band with a gap) drop all the
+    look-alikes and keep them. A small one costs less than ``MIN_GAIN`` to drop: no gap."""
     from semlive.catalogue._report import _check_rule
 
-    mean = [27_000.0, 29_000.0, 29_100.0, 29_200.0, 29_400.0, 29_600.0, 29_700.0, 32_000.0]
-    fps = [0, 3_000, 3_000, 3_000, 0, 3_000, 3_000, 0]
-    tps = [5_000, 0, 0, 0, 6_000, 0, 0, 5_000]
+    mean = [27_000.0, 29_000.0, 29_100.0, 29_200.0, 29_380.0, 29_420.0, 29_600.0, 29_700.0]
+    mean += [32_000.0]
+    fps = [0, 3_000, 3_000, 3_000, 0, 0, 3_000, 3_000, 0]
+    tps = [5_000, 0, 0, 0, 3_000, 3_000, 0, 0, 5_000]
     fit = _tallied([50.0] * len(mean), mean, tps, fps)
     check, scores = fit.result()
     assert scores["eds_iou_with"] == pytest.approx(1.0)
     assert (check.band_low_dn, check.band_high_dn) == (28_900.0, 29_800.0)
-    assert (check.gap_low_dn, check.gap_high_dn) == (29_300.0, 29_500.0)
-    assert "but not 29,300–29,500 DN" in check.describe()
+    assert (check.gap_low_dn, check.gap_high_dn) == (29_290.0, 29_510.0)
+    assert "but not 29,290–29,510 DN" in check.describe()
     assert _check_rule(check.as_dict()) == check.describe()
     unseen = CrystalFeatures(
         np.empty(0, np.int32),
         np.array([np.inf, 50.0, 50.0, 50.0]),
-        np.array([0.0, 29_050.0, 29_420.0, 29_650.0]),
+        np.array([0.0, 29_050.0, 29_400.0, 29_650.0]),
         np.zeros(4, bool),
     )
     assert check.drops(unseen).tolist() == [False, True, False, True]
     loaded = CrystalCheck.from_card(json.loads(json.dumps(check.as_dict())))
     assert loaded == check
-    # the same olivine small: dropping it costs less than the gap must gain
-    tps[4] = 20
+    # the same olivines small: dropping them costs less than the gap must gain
+    tps[4] = tps[5] = 10
     check, _ = _tallied([50.0] * len(mean), mean, tps, fps).result()
-    assert (check.band_low_dn, check.band_high_dn) == (28_860.0, 29_840.0)  # 6 means, 700 DN
+    reach = 700.0 / 6  # 7 means over 700 DN
+    edges = (check.band_low_dn, check.band_high_dn)
+    assert edges == pytest.approx((29_000 - reach, 29_700 + reach))
     assert check.gap_low_dn > check.gap_high_dn  # none
     assert "but not" not in check.describe()
+
+
+def test_a_gap_that_one_olivine_pays_for_is_not_taken():
+    """One large flat olivine amid the look-alikes' grey on the EDS tiles: a gap around it
+    would be fitted to that crystal alone (without it, no gap gains anything), and off the
+    tiles it keeps the look-alikes of its grey. The band is fitted as if it were not there:
+    its edges from the look-alikes' spacing alone, no gap, the olivine dropped on the tiles."""
+    mean = [27_000.0, 29_000.0, 29_100.0, 29_200.0, 29_400.0, 29_600.0, 29_700.0, 32_000.0]
+    fps = [0, 3_000, 3_000, 3_000, 0, 3_000, 3_000, 0]
+    tps = [5_000, 0, 0, 0, 6_000, 0, 0, 5_000]
+    fit = _tallied([50.0] * len(mean), mean, tps, fps)
+    check, scores = fit.result()
+    assert check.gap_low_dn > check.gap_high_dn  # none
+    # 5 look-alikes over 700 DN: 175 DN beyond the outermost
+    assert (check.band_low_dn, check.band_high_dn) == (28_825.0, 29_875.0)
+    assert scores["dropped"] == 5 + 1
+    assert scores["eds_iou_with"] == pytest.approx(fit.iou(check))
+    assert scores["eds_iou_with"] == pytest.approx(10_000 / 16_000)
 
 
 def test_the_best_two_runs_are_the_best_there_are():
