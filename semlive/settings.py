@@ -318,6 +318,12 @@ class OlivineSettings(_Section):
         "at its coarser stride) and clear its cracks and holes, unless that cuts a crystal in "
         "two; kept in the model's card.",
     )
+    outline_fill: bool = Field(
+        True,
+        description="With outline_snap, fill each crystal's holes whose edge shows no step in "
+        "grey (a zoned core of a composition the network did not learn; resin, spinel and melt "
+        "inclusions step by many times the noise and stay out); kept in the model's card.",
+    )
     crystal_check: bool = Field(
         True,
         description="After dlth, drop predicted crystals whose interior BSE is flat and whose "

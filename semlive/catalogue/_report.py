@@ -360,6 +360,11 @@ def _outline_rule(outline: dict[str, float]) -> str:
             f"edges drawn by the local grey levels inside and outside (σ {snap:g} px), "
             "cracks and holes cleared"
         )
+        fill = outline.get("fill_sigmas", 0.0)
+        if fill > 0:
+            words.append(
+                f"holes whose edge shows no step in grey (under {fill:g} × the BSE noise) filled"
+            )
     return "; ".join(words)
 
 

@@ -96,6 +96,7 @@ def test_the_report_states_the_outline_as_the_model_does():
         Outline(low=0.05, smooth_sigma_px=2.0),
         Outline(low=0.02, snap_sigma_px=3.0),
         Outline(snap_sigma_px=3.0),
+        Outline(low=0.02, snap_sigma_px=3.0, fill_sigmas=2.0),
     ):
         assert _outline_rule(outline.as_dict()) == outline.describe()
 
@@ -170,3 +171,53 @@ def test_snapping_off_and_in_the_card():
     assert Outline.from_card({"low": 0.02, "smooth_sigma_px": 1.5}).snap_sigma_px == 0  # older
     assert "cracks" in snapping.describe()
     assert "off" not in Outline(snap_sigma_px=3).describe()
+
+
+def _cored_scene(seed):
+    """A normally zoned olivine (core 26,000 DN, rim 28,500) on a groundmass of 24,500 DN,
+    holding a resin hole (4,000 DN) and a melt inclusion (glass, 25,500 DN) in its rim; a
+    second olivine cut by the unscanned edge, its core reaching it. The network's mask: each
+    crystal's rim (its core, a composition it did not learn, left out), its inclusions left
+    out. The truth, and the mask."""
+    rng = np.random.default_rng(seed)
+    rr, cc = np.mgrid[: SIZE[0], : SIZE[1]]
+    grey = np.full(SIZE, 24_500.0)
+    dist = np.hypot((rr - 150) / 1.0, (cc - 160) / 1.3)
+    first = dist <= 100
+    grey[first] = (26_000 + 2_500 * dist / 100)[first]
+    hole = np.hypot(rr - 150, cc - 260) <= 6
+    inclusion = np.hypot(rr - 90, cc - 100) <= 7
+    second_dist = np.hypot(rr - 150, cc - 400)
+    second = second_dist <= 60
+    grey[second] = (26_000 + 2_500 * second_dist / 60)[second]
+    grey[hole], grey[inclusion] = 4_000.0, 25_500.0
+    grey = ndi.gaussian_filter(grey, 0.6) + rng.normal(0, NOISE_DN, SIZE)
+    grey[:, 390:] = 0  # unscanned: the second crystal's core reaches it
+    olivine = (first | second) & ~hole & ~inclusion & (grey > 0)
+    mask = olivine & ((dist >= 55) | ~first) & ((second_dist >= 30) | ~second)
+    return grey, olivine, mask, hole, inclusion, second & ~mask & (grey > 0)
+
+
+def test_a_core_the_network_left_out_is_filled_and_inclusions_are_not():
+    """A hole in a crystal whose edge shows no step in grey (a zoned core the network did not
+    trust, 55 px across: farther inside than the snap's margin) is filled; a resin hole and a
+    melt inclusion, whose edges step by many times the noise, are not, nor a hole that
+    reaches the unscanned."""
+    grey, olivine, mask, hole, inclusion, open_core = _cored_scene(7)
+    filling = Outline(snap_sigma_px=3.0, fill_sigmas=2.0)
+    filled = filling.snap(grey, mask)
+    plain = Outline(snap_sigma_px=3.0).snap(grey, mask)
+
+    def iou(m):
+        return (m & olivine).sum() / (m | olivine).sum()
+
+    assert iou(plain) < 0.85
+    assert iou(filled) > 0.97
+    assert not filled[hole].any()
+    assert filled[inclusion].mean() < 0.2  # its blurred edge may be taken, not it
+    assert open_core.any()
+    assert filled[open_core].mean() < 0.2  # the snap may move its edge by a pixel, no more
+    assert Outline.from_card(filling.as_dict()) == filling
+    assert Outline.from_card({"low": 0.02, "snap_sigma_px": 3.0}).fill_sigmas == 0  # older
+    assert "filled" in filling.describe()
+    assert "filled" not in Outline(snap_sigma_px=3.0).describe()

@@ -23,6 +23,12 @@ four times the BSE noise (cracks, holes, the resin an edge reached into) are cle
 where clearing them would cut a crystal in two (a crack across a thin crystal: the catalogue
 counts connected crystals). On the virtual SEM (`small`, seeds 0-4, 8-epoch networks, unseen
 tiles) the IoU rose by 0.004-0.011 (mean 0.790 to 0.796), and no crystal was cut in two.
+Last, the holes left in a crystal whose edge shows no step in grey are filled (``fill_sigmas``,
+:func:`_filled`): the network leaves out a zoned olivine's core when its composition is one the
+training tiles lacked, and the outline cannot grow over pixels it gives under ``low``, while a
+core steps into its rim by a fraction of the noise, resin, spinel and melt inclusions by many
+times it. A hole is filled only where the crystal encloses it within the region segmented (with
+its halo), so a core cut by the region's edge stays as the network left it.
 """
 
 from __future__ import annotations
@@ -38,9 +44,11 @@ from scipy import ndimage as ndi
 from ._check import _around
 from ._rules import DARK_SIGMAS, local_level, robust_noise
 
-__all__ = ["SNAP_SIGMA_PX", "Outline"]
+__all__ = ["FILL_SIGMAS", "SNAP_SIGMA_PX", "Outline"]
 
 SNAP_SIGMA_PX = 3.0  # the local grey levels' reach: as the EDS labels' refine_labels
+FILL_SIGMAS = 2.0  # a hole is filled where its rim's grey is this many noises from the crystal's
+_RING_PX = 2  # the width of the rings either side of a hole's edge that fill compares
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +56,14 @@ class Outline:
     """Grow the mask's crystals to the BSE's edges over pixels of probability ≥ ``low``
     (0: off, the mask as it is), the gradient that of the BSE smoothed by a Gaussian of
     ``smooth_sigma_px``; then (:meth:`snap`) draw their edges by the local grey levels,
-    Gaussian-weighted over ``snap_sigma_px`` (0: off; cards written before it: off)."""
+    Gaussian-weighted over ``snap_sigma_px`` (0: off; cards written before it: off), and fill
+    the holes whose grey continues the crystal's, within ``fill_sigmas`` times the BSE noise
+    (0: off; cards written before it: off; only with the snap)."""
 
     low: float = 0.0
     smooth_sigma_px: float = 1.5
     snap_sigma_px: float = 0.0
+    fill_sigmas: float = 0.0
 
     @classmethod
     def from_card(cls, values: dict[str, float]) -> Outline:
@@ -77,6 +88,11 @@ class Outline:
                 "edges drawn by the local grey levels inside and outside "
                 f"(σ {self.snap_sigma_px:g} px), cracks and holes cleared"
             )
+            if self.fill_sigmas > 0:
+                words.append(
+                    "holes whose edge shows no step in grey (under "
+                    f"{self.fill_sigmas:g} × the BSE noise) filled"
+                )
         return "; ".join(words)
 
     def apply(
@@ -119,9 +135,11 @@ class Outline:
         """``mask`` with each pixel within one pixel of its edges on the side whose local grey
         level (the mask's pixels at least 2 px inside, or the scanned pixels at least 3 px
         outside) it is closer to, then its pixels darker than the crystal's local level by
-        ``DARK_SIGMAS`` times the BSE noise cleared where that cuts no crystal in two. Each
-        group of crystals is drawn on a crop with the Gaussian's reach around it, so the cost
-        follows the crystals' area; the noise is the same for all of them."""
+        ``DARK_SIGMAS`` times the BSE noise cleared where that cuts no crystal in two, and
+        (``fill_sigmas``) the holes left whose edge shows no step in grey filled
+        (:func:`_filled`). Each group of crystals is drawn on a crop with the Gaussian's reach
+        around it, so the cost follows the crystals' area; the noise is the same for all of
+        them."""
         if self.snap_sigma_px <= 0 or not mask.any():
             return mask
         sigma = self.snap_sigma_px
@@ -141,8 +159,45 @@ class Outline:
         out = mask.copy()
         for box, area, crop, snapped, level in drawn:
             cleared = snapped & ~(crop < level - DARK_SIGMAS * noise)
-            out[box] = np.where(area, _rejoined(snapped, cleared), out[box])
+            drawn_mask = _rejoined(snapped, cleared)
+            if self.fill_sigmas > 0:
+                drawn_mask = _filled(crop, drawn_mask, self.fill_sigmas * noise)
+            # a filled hole's middle can lie farther inside than the group's margin
+            out[box] = np.where(area | drawn_mask, drawn_mask, out[box])
         return out
+
+
+def _filled(
+    grey: NDArray[np.float32], mask: NDArray[np.bool_], most_dn: float
+) -> NDArray[np.bool_]:
+    """``mask`` with each of its holes (scanned pixels it encloses) filled where the median
+    grey of the hole's outer ``_RING_PX`` pixels and that of the crystal's ``_RING_PX`` pixels
+    around it differ by less than ``most_dn``: no step in grey at the hole's edge, so no
+    edge between phases, only a part of the crystal the network did not trust (a zoned
+    olivine's core of a composition its training tiles lacked). Resin in cracks and holes,
+    spinel and melt inclusions, and the groundmass between touching crystals step by many
+    times the noise.
+
+    On the virtual SEM's `small` (seed 3, an 8-epoch network, unseen tiles) a 70,000-px
+    olivine's Mg-rich core, 17,000 px the network gave under 0.02, read 425 DN darker than
+    the crystal around it (the BSE noise: 662 DN); its resin holes, 6,500-21,000 DN."""
+    holes = ndi.binary_fill_holes(mask) & ~mask
+    if not holes.any():
+        return mask
+    pieces, _ = ndi.label(holes)
+    out = mask.copy()
+    for index, box in enumerate(ndi.find_objects(pieces), start=1):
+        if box is None:
+            continue
+        outer = _around(box, _RING_PX + 1, grey.shape)
+        hole, crop = pieces[outer] == index, grey[outer]
+        if (crop[hole] <= 0).any():
+            continue  # it reaches the unscanned: not enclosed by the crystal
+        rim = hole & ~ndi.binary_erosion(hole, iterations=_RING_PX)
+        around = ndi.binary_dilation(hole, iterations=_RING_PX) & ~hole & mask[outer]
+        if abs(float(np.median(crop[rim])) - float(np.median(crop[around]))) < most_dn:
+            out[outer] |= hole
+    return out
 
 
 def _snapped(grey: NDArray[np.float32], mask: NDArray[np.bool_], sigma: float) -> NDArray[np.bool_]:

@@ -5,7 +5,8 @@ are weighted by a taper that falls toward its edges (so every pixel is decided m
 that see it with context on all sides), averaged, and thresholded at the model's ``dlth``; the
 crystals are grown to the BSE's edges (:mod:`._outline`), the model's crystal check
 (:mod:`._check`) then drops crystals too flat for an olivine, and the edges of those kept are
-drawn by the BSE's local grey levels (:meth:`._outline.Outline.snap`).
+drawn by the BSE's local grey levels and their holes without a step in grey filled
+(:meth:`._outline.Outline.snap`).
 Results go to ``mosaic.zarr/bse/labels/olivine`` (uint8, OME-Zarr labels) and
 ``mosaic.zarr/olivine_probability`` (uint8, probability × 255, for QA), both multiscale on the
 grid of ``bse/``.

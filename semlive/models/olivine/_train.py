@@ -39,7 +39,7 @@ from semlive.settings import OlivineSettings
 from ._check import MIN_GAIN, CheckFit, CrystalCheck, prepare
 from ._data import IGNORE, LOOKALIKE, LabelledTile, TrainingData, load_training_data
 from ._landmarks import grey_landmarks
-from ._outline import SNAP_SIGMA_PX, Outline
+from ._outline import FILL_SIGMAS, SNAP_SIGMA_PX, Outline
 from ._rules import rule_thresholds
 
 __all__ = ["TrainProgress", "default_architecture", "score_model", "train_olivine"]
@@ -152,6 +152,7 @@ def train_olivine(
     outline = Outline(
         low=min(settings.outline_low, dlth),
         snap_sigma_px=SNAP_SIGMA_PX if settings.outline_snap else 0.0,
+        fill_sigmas=FILL_SIGMAS if settings.outline_snap and settings.outline_fill else 0.0,
     )
     logger.info("outline: %s", outline.describe())
     check = CrystalCheck()
