@@ -321,8 +321,8 @@ class OlivineSettings(_Section):
     outline_fill: bool = Field(
         True,
         description="With outline_snap, fill each crystal's holes whose edge shows no step in "
-        "grey (a zoned core of a composition the network did not learn; resin, spinel and melt "
-        "inclusions step by many times the noise and stay out); kept in the model's card.",
+        "grey (a zoned core of a composition the network did not learn; resin, spinel and glass "
+        "step by several times the noise and stay out); kept in the model's card.",
     )
     crystal_check: bool = Field(
         True,
