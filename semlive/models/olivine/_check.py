@@ -409,13 +409,9 @@ class CheckFit:
 
     def iou(self, check: CrystalCheck) -> float:
         """The IoU over the tiles added with ``check`` applied (one of the same judging)."""
-        dropped_tp = dropped_fp = 0.0
-        if check.max_core_std_dn > 0:
-            features, tps, fps = self._tallies()
-            drop = check.drops(features)
-            dropped_tp, dropped_fp = float(tps[drop].sum()), float(fps[drop].sum())
-        union = self.tp + self.fp + self.fn - dropped_fp
-        return (self.tp - dropped_tp) / union if union > 0 else 0.0
+        features, tps, fps = self._tallies()
+        drop = check.drops(features) if check.max_core_std_dn > 0 else np.zeros(tps.size, bool)
+        return _iou_dropping(drop, tps, fps, self.tp, self.tp + self.fp + self.fn)
 
     def result(self) -> tuple[CrystalCheck, dict[str, float]]:
         """The spread threshold and grey band that maximise the IoU over the tiles added (off
@@ -435,9 +431,8 @@ class CheckFit:
         at most 414 px more clinopyroxene on the other seeds."""
         features, tps, fps = self._tallies()
         spread, mean = features.spread, features.mean  # small crystals: spread +inf, never flat
-        union = self.tp + self.fp + self.fn
-        before = self.tp / union if union > 0 else 0.0
-        tallies = _Tallies(spread, mean, tps, fps, self.tp, union)
+        tallies = _Tallies(spread, mean, tps, fps, self.tp, self.tp + self.fp + self.fn)
+        before = tallies.without
         best, gapped = tallies.fitted(gap=False), tallies.fitted(gap=True)
         if _gap_gains(best, gapped):
             lone = tallies.lone_olivine(gapped)
@@ -487,13 +482,18 @@ class _Tallies(NamedTuple):
     tp: float
     union: float
 
+    @property
+    def without(self) -> float:
+        """The IoU with no crystal dropped."""
+        return self.tp / self.union if self.union > 0 else 0.0
+
     def fitted(self, gap: bool) -> _Choice:
         """The best spread threshold and band (with ``gap``, a band with a gap where two runs
         do better): of the thresholds within ``_PLATEAU_IOU`` of the best IoU, the lowest that
         clears the noise of the crystals it drops (:func:`_clears_noise`); the IoU without
         any where none does better."""
         spread, mean, tps, fps, tp, union = self
-        before = tp / union if union > 0 else 0.0
+        before = self.without
         choices = [
             _best_band(spread < threshold, mean, tps, fps, tp, union, threshold, gap)
             for threshold in _spread_thresholds(spread)
