@@ -2,11 +2,14 @@
 
 For each architecture (default: the CPU default, DeepLabV3+-MobileNetV3-Large, and the GPU
 default, DeepLabV3+-ResNet50, the paper's backbone): the network alone on 512² windows in
-float32, float32 channels-last and bfloat16 autocast (Mpx/s); sliding-window inference over a
-real stitched mosaic with the configured windows (Mpx/s, and the time a 1.5 Gpx thin section
-would take at that rate); and, unless ``--no-train``, training by ``semlive train``'s code on a
-`small` session with its throughput (Mpx/s of patches) and the IoU / OA reached against the
-virtual SEM's truth on the tiles it never saw. Prints one JSON object.
+float32, float32 channels-last and bfloat16 autocast, each channels-last variant also with its
+batch norms folded into the convolutions as inference prepares it on a CPU (Mpx/s);
+sliding-window inference over a real stitched mosaic with the configured windows, once in
+float32 with one view (the reference) and once as configured (``auto``: bfloat16 and two views
+on a CPU with bfloat16) (Mpx/s, and the time a 1.5 Gpx thin section would take at that rate);
+and, unless ``--no-train``, training by ``semlive train``'s code on a `small` session with its
+throughput (Mpx/s of patches) and, for each of the two inferences, the IoU / OA reached against
+the virtual SEM's truth on the tiles it never saw. Prints one JSON object.
 
     .venv/bin/python benchmarks/bench_olivine.py [--session DIR | --seed N] [--arch NAME ...]
         [--epochs N] [--no-train | --train-only NAME ...] [--device cpu|cuda]
@@ -25,7 +28,7 @@ from pathlib import Path
 import torch
 
 from semlive.calibration import drift_correction
-from semlive.models import build_network, choose_runtime
+from semlive.models import Runtime, build_network, choose_runtime
 from semlive.models.olivine import OlivineSegmenter, evaluate_against_truth, train_olivine
 from semlive.settings import AcquisitionSettings, OlivineSettings, Settings
 from semlive.streaming import stitch_session
@@ -40,12 +43,20 @@ def network_rates(arch: str, device: str, repeats: int) -> dict[str, float]:
     torch.manual_seed(0)
     base = build_network(arch).eval().to(device)
     x = torch.randn(2, 1, 512, 512, device=device)
-    variants = [("float32", False, None), ("float32_channels_last", True, None)]
+    variants: list[tuple[str, bool | str, torch.dtype | None]] = [
+        ("float32", False, None),
+        ("float32_channels_last", True, None),
+    ]
     variants.append(("bfloat16_autocast_channels_last", True, torch.bfloat16))
     if device == "cuda":
         variants.append(("float16_autocast", False, torch.float16))
+    if device == "cpu":
+        variants.append(("float32_folded_channels_last", "folded", None))
+        variants.append(("bfloat16_autocast_folded_channels_last", "folded", torch.bfloat16))
+    folded = Runtime(torch.device(device), "float32").prepare(base, inference=True)
     for name, channels_last, dtype in variants:
         model = base.to(memory_format=torch.channels_last) if channels_last else base
+        model = folded if channels_last == "folded" else model
         xx = x.contiguous(memory_format=torch.channels_last) if channels_last else x
         with (
             torch.inference_mode(),
@@ -136,30 +147,34 @@ def main() -> None:
             "dlth": card.dlth,
             "validation_vs_eds": card.metrics["validation"],
         }
-        segmenter = OlivineSegmenter(store, settings)
-        started = time.perf_counter()
-        results = segmenter.segment_store()
-        seconds = time.perf_counter() - started
-        mpx = sum((r[2] - r[0]) * (r[3] - r[1]) for r in (x.bounds for x in results)) / 1e6
-        rate = mpx / seconds
-        entry["sliding_window"] = {
-            "window_px": settings.window_px,
-            "overlap_px": settings.overlap_px,
-            "precision": segmenter.runtime.precision,
-            "mosaic_mpx": round(mpx, 2),
-            "seconds": round(seconds, 2),
-            "mpx_per_s": round(rate, 3),
-            "section_1.5_gpx_minutes": round(SECTION_GPX * 1e3 / rate / 60, 1),
-        }
-        if not no_train:
-            truth = evaluate_against_truth(store, session / "_truth")
-            assert truth is not None
-            entry["accuracy_unseen_tiles_vs_truth"] = {
-                "iou": round(truth["overall"]["iou"], 4),
-                "overall_accuracy": round(truth["overall"]["overall_accuracy"], 5),
-                "clinopyroxene_as_olivine": round(truth["clinopyroxene_as_olivine"], 4),
-                "pixels": truth["overall"]["pixels"],
+        reference = settings.model_copy(update={"precision": "float32", "views": 1})
+        for label, inference in (("float32_one_view", reference), ("configured", settings)):
+            segmenter = OlivineSegmenter(store, inference)
+            started = time.perf_counter()
+            results = segmenter.segment_store()
+            seconds = time.perf_counter() - started
+            mpx = sum((r[2] - r[0]) * (r[3] - r[1]) for r in (x.bounds for x in results)) / 1e6
+            rate = mpx / seconds
+            run: dict[str, object] = {
+                "window_px": settings.window_px,
+                "overlap_px": settings.overlap_px,
+                "precision": segmenter.runtime.precision,
+                "views": segmenter.views,
+                "mosaic_mpx": round(mpx, 2),
+                "seconds": round(seconds, 2),
+                "mpx_per_s": round(rate, 3),
+                "section_1.5_gpx_minutes": round(SECTION_GPX * 1e3 / rate / 60, 1),
             }
+            if not no_train:
+                truth = evaluate_against_truth(store, session / "_truth")
+                assert truth is not None
+                run["accuracy_unseen_tiles_vs_truth"] = {
+                    "iou": round(truth["overall"]["iou"], 4),
+                    "overall_accuracy": round(truth["overall"]["overall_accuracy"], 5),
+                    "clinopyroxene_as_olivine": round(truth["clinopyroxene_as_olivine"], 4),
+                    "pixels": truth["overall"]["pixels"],
+                }
+            entry[f"sliding_window_{label}"] = run
         result["architectures"][arch] = entry  # type: ignore[index]
         print(json.dumps({arch: entry}), flush=True)
     print(json.dumps(result, indent=2))

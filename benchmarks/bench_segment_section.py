@@ -8,7 +8,10 @@ mosaic and scanned Mpx, seconds, Mpx/s, the minutes a 1.5 Gpx thin section would
 rate, and peak RSS.
 
     .venv/bin/python benchmarks/bench_segment_section.py [--session DIR] [--store DIR]
-        [--models STORE/models]
+        [--models STORE/models] [--precision float32|bfloat16] [--views 1|2|4]
+
+``--precision`` and ``--views`` override ``olivine.precision`` and ``olivine.views`` (default:
+auto, as configured): the float32 one-view reference against the default, in the same run.
 
 Give ``--models`` a trained model (``semlive train`` on any `small` store will do): the outline
 grows crystals over the pixels the network gives at least 0.02 and the crystal check judges the
@@ -41,6 +44,8 @@ def main() -> None:
     parser.add_argument("--session", type=Path, help="a session (default: simulate `section`)")
     parser.add_argument("--store", type=Path, help="a stitched store to reuse")
     parser.add_argument("--models", type=Path, help="a models/ folder holding `olivine`")
+    parser.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto")
+    parser.add_argument("--views", choices=["auto", "1", "2", "4"], default="auto")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-segment-"))
     result: dict[str, object] = {}
@@ -54,7 +59,8 @@ def main() -> None:
         started = time.perf_counter()
         stitched(session, store)
         result["stitch_seconds"] = round(time.perf_counter() - started, 1)
-    settings_olivine = OlivineSettings()
+    views = args.views if args.views == "auto" else int(args.views)
+    settings_olivine = OlivineSettings(precision=args.precision, views=views)
     if not (store / "models" / "olivine").exists():
         if args.models is not None:
             shutil.copytree(args.models, store / "models", dirs_exist_ok=True)
@@ -73,6 +79,7 @@ def main() -> None:
             "architecture": segmenter.card.architecture,
             "device": segmenter.runtime.device.type,
             "precision": segmenter.runtime.precision,
+            "views": segmenter.views,
             "window_px": settings_olivine.window_px,
             "overlap_px": settings_olivine.overlap_px,
             "blocks": len(blocks),

@@ -444,7 +444,8 @@ def segment_command(
     typer.echo(
         f"{len(results)} blocks, {scanned / 1e6:.2f} Mpx scanned in {seconds:.1f} s "
         f"({scanned / 1e6 / max(seconds, 1e-9):.2f} Mpx/s on {runtime.device.type}, "
-        f"{runtime.precision}); olivine {olivine / max(scanned, 1):.2%} of the scanned area"
+        f"{runtime.precision}, {segmenter.views} view{'s' if segmenter.views > 1 else ''}); "
+        f"olivine {olivine / max(scanned, 1):.2%} of the scanned area"
     )
     report = agreement_with_eds(store, settings.olivine)
     if report is not None:

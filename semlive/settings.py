@@ -364,8 +364,19 @@ class OlivineSettings(_Section):
     )
     precision: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto",
-        description="Inference arithmetic; auto: bfloat16 autocast on CUDA, float32 on the CPU "
-        "(measured faster there than bfloat16 for these networks).",
+        description="Inference arithmetic; auto: bfloat16 autocast on CUDA and on a CPU that "
+        "computes bfloat16 natively (AVX512-BF16, AMX: twice float32's speed there, with the "
+        "batch norms folded into the convolutions), float32 on other CPUs.",
+    )
+    views: Literal["auto", 1, 2, 4] = Field(
+        "auto",
+        description="Views of each inference window the network is run on, their probabilities "
+        "averaged: 1 (as it is), 2 (and turned 180°) or 4 (and turned 90°, 180°, 270°). One "
+        "view's errors are partly its own (on small seeds 0-4, unseen-tile IoU moved by up to 2 "
+        "points from one view to another), so averaging raises the IoU; each view costs one "
+        "more network pass. auto: 4 on CUDA, 2 on a CPU with bfloat16, 1 on other CPUs (about "
+        "the time one float32 view took). Training fits dlth and the crystal check on the same "
+        "views.",
     )
     seed: int = Field(0, ge=0, description="Seed of the split, the patches and the weights.")
 

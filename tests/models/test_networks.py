@@ -1,5 +1,6 @@
 """The shared contract every registered network meets (CPU only): odd tile sizes forward and
-backward, a save/load round trip with identical outputs, and refusals of mismatched artefacts."""
+backward, a save/load round trip with identical outputs, the same outputs with its batch norms
+folded for inference, and refusals of mismatched artefacts."""
 
 import json
 
@@ -11,6 +12,7 @@ from semlive.models import (
     ARCHITECTURES,
     ModelCard,
     Normalisation,
+    Runtime,
     build_network,
     load_initial_weights,
     load_model,
@@ -55,6 +57,25 @@ def test_save_load_round_trip_gives_identical_outputs(arch, network, tmp_path):
         assert torch.equal(network(x), loaded(x))
     # the weights file is safetensors, never a pickle
     assert (tmp_path / "m" / "weights.safetensors").read_bytes()[8:9] == b"{"
+
+
+def test_inference_on_the_cpu_folds_the_batch_norms_and_gives_the_same_outputs(network):
+    network.train()
+    with torch.no_grad():  # batch statistics that are not the initial (0, 1)
+        for _ in range(3):
+            network(torch.randn(2, 1, 96, 128) * 2 + 0.5)
+    network.eval()
+    norms = sum(isinstance(m, torch.nn.BatchNorm2d) for m in network.modules())
+    folded = Runtime(torch.device("cpu"), "float32").prepare(network, inference=True)
+    assert norms > 0
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    # the network given is left as it was: training goes on with its batch norms
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in network.modules()) == norms
+    x = torch.randn(2, 1, 75, 101)
+    with torch.no_grad():
+        expected = network(x)
+        got = folded(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_card_that_does_not_match_is_refused_with_the_difference(arch, network, tmp_path):

@@ -52,6 +52,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # the training fixtu
 # 0.694 (seed 6's network misses whole crystals). What is left: whole crystals the network gives
 # under 0.02 (microlites, some microphenocrysts), clinopyroxene and unzoned olivines of the same
 # grey, and olivines whose zoning falls under a threshold set by odd crystals on a few EDS tiles.
+# Sixth session: segmenting averages two views of each window (as it is and turned 180°;
+# bfloat16 on this CPU), and dlth and the check are fitted on the same: seeds 0-4 0.892 / 0.850 /
+# 0.885 / 0.904 / 0.805, fresh seeds 5-7 0.867 / 0.704 / 0.601.
 # These floors guard what is reached, below the spread measured between seeds and machines; the
 # issue stays open (see the closing note).
 IOU_FLOOR, OA_FLOOR, CPX_CEILING, ROBUST_DROP = 0.76, 0.98, 0.10, 0.02
@@ -82,7 +85,7 @@ def test_unseen_tiles_accuracy_against_the_truth(unseen):
     assert sum(r["tp"] for r in unseen["regions"]) == overall["tp"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 7 open: IoU 0.58-0.90, OA 0.96-0.99, see note")
+@pytest.mark.xfail(strict=True, reason="issue 7 open: IoU 0.60-0.90, OA 0.97-0.99, see note")
 def test_unseen_tiles_reach_the_issues_accuracy(unseen):
     """The issue's bar, kept executable: an unexpected pass fails the run, so whoever reaches
     it turns this into a plain test."""

@@ -1,4 +1,5 @@
-"""Sliding windows: full coverage, exact averaging, and the out-of-memory fallback."""
+"""Sliding windows: full coverage, exact averaging, the views of a window, and the
+out-of-memory fallback."""
 
 import itertools
 import logging
@@ -8,7 +9,14 @@ import pytest
 import torch
 
 from semlive.models._device import Runtime, run_batched
-from semlive.models.olivine import sliding_probabilities, window_starts
+from semlive.models.olivine import (
+    ROTATIONS,
+    inference_views,
+    sliding_probabilities,
+    view_averaged,
+    window_starts,
+)
+from semlive.settings import OlivineSettings
 
 
 @pytest.mark.parametrize(
@@ -38,6 +46,47 @@ def test_position_independent_predictions_are_reproduced_exactly():
     np.testing.assert_allclose(out, 1 / (1 + np.exp(-image)), rtol=1e-5)
     assert all(s[1:] == (256, 256) for s in calls)
     assert max(s[0] for s in calls) == 3
+
+
+@pytest.mark.parametrize("views", sorted(ROTATIONS))
+def test_views_are_turned_back_onto_the_window(views):
+    """A 'network' that sees each pixel alone answers the same from every view, so the mean
+    of the views, each turned back, is its answer, on windows that are not square too."""
+    rng = np.random.default_rng(1)
+    stack = rng.random((3, 40, 56)).astype(np.float32)
+    shapes = []
+
+    def predict(windows):
+        shapes.append(windows.shape)
+        return np.square(windows)
+
+    np.testing.assert_allclose(view_averaged(predict, stack, views), np.square(stack), rtol=1e-6)
+    assert len(shapes) == views
+    assert ((3, 56, 40) in shapes) == (views == 4)  # quarter turns swap the sides
+
+
+def test_views_average_out_what_one_orientation_alone_sees():
+    """A 'network' biased toward the left of what it is shown: one view leans left, the
+    window and its half turn together do not lean."""
+    stack = np.zeros((1, 8, 10), np.float32)
+
+    def predict(windows):
+        ramp = np.linspace(1.0, 0.0, windows.shape[2], dtype=np.float32)
+        return np.broadcast_to(ramp, windows.shape).copy()
+
+    one = view_averaged(predict, stack, 1)[0]
+    np.testing.assert_allclose(one, np.tile(np.linspace(1.0, 0.0, 10), (8, 1)), rtol=1e-6)
+    np.testing.assert_allclose(view_averaged(predict, stack, 2), 0.5, rtol=1e-6)
+    np.testing.assert_allclose(view_averaged(predict, stack[:, :, :8], 4), 0.5, rtol=1e-6)
+
+
+def test_views_by_default_as_many_as_the_device_affords():
+    auto = OlivineSettings()
+    cpu = torch.device("cpu")
+    assert inference_views(auto, Runtime(cpu, "float32")) == 1
+    assert inference_views(auto, Runtime(cpu, "bfloat16")) == 2
+    assert inference_views(auto, Runtime(torch.device("cuda"), "bfloat16")) == 4
+    assert inference_views(OlivineSettings(views=4), Runtime(cpu, "float32")) == 4
 
 
 def test_out_of_memory_halves_the_batch_then_falls_back_to_the_cpu(caplog):

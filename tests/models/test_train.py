@@ -248,6 +248,11 @@ def test_cli_train_then_segment_writes_labels_and_a_card(tiny_store, tmp_path, c
     assert labels.attrs["ome"]["image-label"]["source"]["image"] == "../../"
     assert root["olivine_probability/0"].shape == root["bse/0"].shape
     assert labels.attrs["semlive"]["crystal_check"] == card["crystal_check"]
+    # segmented on the views dlth and the check were fitted on (auto: as the CPU affords)
+    inference = labels.attrs["semlive"]["inference"]
+    assert inference["views"] == card["training"]["views"] in (1, 2)
+    assert inference["device"] == "cpu"
+    assert f"{inference['views']} view" in out
 
 
 def test_a_model_scored_on_its_validation_tiles_gives_its_cards_figures(tiny_store, tmp_path):

@@ -36,9 +36,12 @@ from semlive.models.olivine._rules import (
 from semlive.models.olivine._segment import (
     LABEL_PATH,
     PROBABILITY_PATH,
+    ROTATIONS,
     OlivineSegmenter,
     RegionResult,
+    inference_views,
     sliding_probabilities,
+    view_averaged,
     warm_up,
     window_starts,
 )
@@ -54,6 +57,7 @@ __all__ = [
     "LABEL_PATH",
     "LOOKALIKE",
     "PROBABILITY_PATH",
+    "ROTATIONS",
     "CrystalCheck",
     "CrystalFeatures",
     "LabelledTile",
@@ -69,6 +73,7 @@ __all__ = [
     "eds_tile_mask",
     "evaluate_against_truth",
     "fit_crystal_check",
+    "inference_views",
     "load_rule_set",
     "load_training_data",
     "olivine_labels",
@@ -78,6 +83,7 @@ __all__ = [
     "score_model",
     "sliding_probabilities",
     "train_olivine",
+    "view_averaged",
     "warm_up",
     "window_starts",
 ]

@@ -41,6 +41,7 @@ from ._data import IGNORE, LOOKALIKE, LabelledTile, TrainingData, load_training_
 from ._landmarks import grey_landmarks
 from ._outline import FILL_SIGMAS, SNAP_SIGMA_PX, Outline
 from ._rules import rule_thresholds
+from ._segment import inference_views, view_averaged
 
 __all__ = ["TrainProgress", "default_architecture", "score_model", "train_olivine"]
 
@@ -144,7 +145,9 @@ def train_olivine(
     elapsed = sum(float(h.get("seconds", 0.0)) for h in history)
     pixels = sum(int(h.get("pixels", 0)) for h in history)
     final, kept = _kept_model(model, folder, arch, norm, runtime, history, early_stopping)
-    _, probabilities = _validate(final, data.validation, norm, runtime)
+    # dlth and the check are fitted on the views segmenting will average (float32 here)
+    views = inference_views(settings, choose_runtime(settings.device, settings.precision))
+    probabilities = [_probabilities(final, t.bse, norm, runtime, views) for t in data.validation]
     dlth, metrics = _choose_threshold(probabilities, data.validation, settings)
     # kept for readers of older cards, where the check chose its own dlth
     metrics["network_dlth"] = dlth
@@ -158,7 +161,7 @@ def train_olivine(
     check = CrystalCheck()
     if settings.crystal_check:
         check, metrics["crystal_check"] = _fit_check(
-            final, data, probabilities, dlth, norm, runtime, outline
+            final, data, probabilities, dlth, norm, runtime, outline, views
         )
     metrics["history"] = history
     metrics["best_val_loss"] = best
@@ -177,6 +180,7 @@ def train_olivine(
         "augment_offset_dn": settings.augment_offset_dn,
         "refine_px": settings.refine_px,
         "init_weights": settings.init_weights,
+        "views": views,
     }
     landmarks = grey_landmarks(t.bse for t in data.train)
     card = _card(arch, norm, dlth, data, settings, metrics, training, check, landmarks, outline)
@@ -202,12 +206,12 @@ def score_model(folder: Path, tiles: list[LabelledTile], settings: OlivineSettin
     model, card = load_model(folder)
     runtime = choose_runtime(settings.device, "float32")
     network = runtime.prepare(model).eval()
+    views = inference_views(settings, choose_runtime(settings.device, settings.precision))
     check = CrystalCheck.from_card(card.crystal_check)
     outline = Outline.from_card(card.outline)
     total = Confusion()
     for tile in tiles:
-        logits = _logits(network, tile, card.normalisation, runtime)
-        p = torch.sigmoid(logits)[0, 0].cpu().numpy()
+        p = _probabilities(network, tile.bse, card.normalisation, runtime, views)
         mask = outline.apply(tile.bse, p, (p >= card.dlth) & (tile.bse > 0))
         mask = outline.snap(tile.bse, check.apply(tile.bse, mask))
         total = total + confusion(mask, tile.label == 1, tile.label != IGNORE)
@@ -575,14 +579,33 @@ def _padded(x: NDArray[Any]) -> tuple[NDArray[np.float32], tuple[int, int]]:
 
 
 def _logits(
-    model: nn.Module, tile: LabelledTile, norm: Normalisation, runtime: Runtime
+    model: nn.Module, bse: NDArray[Any], norm: Normalisation, runtime: Runtime
 ) -> torch.Tensor:
-    """The network's logits over a whole tile (with its margin), shape (1, 1, h, w)."""
-    x, (h, w) = _padded(tile.bse)
+    """The network's logits over a whole tile's BSE (with its margin), shape (1, 1, h, w)."""
+    x, (h, w) = _padded(bse)
     xt = runtime.tensor(torch.from_numpy((x - norm.mean_dn) / norm.std_dn)[None, None])
     with runtime.autocast():
         logits: torch.Tensor = model(xt).float()[..., :h, :w]
     return logits
+
+
+@torch.no_grad()
+def _probabilities(
+    model: nn.Module, bse: NDArray[Any], norm: Normalisation, runtime: Runtime, views: int
+) -> NDArray[np.float32]:
+    """The network's probabilities over a whole tile's BSE, averaged over ``views`` views as
+    segmenting averages them (:func:`._segment.view_averaged`)."""
+    model.eval()
+
+    def predict(stack: NDArray[np.float32]) -> NDArray[np.float32]:
+        logits = _logits(model, stack[0], norm, runtime)
+        p: NDArray[np.float32] = torch.sigmoid(logits)[0].cpu().numpy()
+        return p
+
+    averaged: NDArray[np.float32] = view_averaged(
+        predict, np.asarray(bse, np.float32)[None], views
+    )[0]
+    return averaged
 
 
 @torch.no_grad()
@@ -593,7 +616,7 @@ def _validate(
     model.eval()
     total, weight, probabilities = 0.0, 0, []
     for tile in tiles:
-        logits = _logits(model, tile, norm, runtime)
+        logits = _logits(model, tile.bse, norm, runtime)
         y = torch.from_numpy(tile.label)[None, None].to(runtime.device)
         loss, count = _loss(logits, y)
         total += float(loss) * count
@@ -643,6 +666,7 @@ def _fit_check(
     norm: Normalisation,
     runtime: Runtime,
     outline: Outline,
+    views: int = 1,
 ) -> tuple[CrystalCheck, dict[str, float]]:
     """The crystal check's spread threshold and grey band, fitted at ``dlth`` (the crystals
     grown by ``outline``, as segmenting grows them) on all EDS tiles (training and validation:
@@ -655,12 +679,14 @@ def _fit_check(
     crystals (``LOOKALIKE``: clinopyroxene by the EDS rules) as if the network had called them
     olivine. Returns the check and the IoU against the EDS labels without and with it, on those
     crystals (``fit_iou_*``, what it is chosen by) and on the network's own masks
-    (``eds_iou_*``). The training tiles' probabilities are made one at a time."""
+    (``eds_iou_*``). The training tiles' probabilities are made one at a time, each the mean
+    over ``views`` views as segmenting makes it (``validation``: the validation tiles', made
+    so)."""
     model.eval()
 
     def tiles() -> Iterator[tuple[LabelledTile, NDArray[np.float32]]]:
         for tile in data.train:  # made one at a time
-            yield tile, torch.sigmoid(_logits(model, tile, norm, runtime))[0, 0].cpu().numpy()
+            yield tile, _probabilities(model, tile.bse, norm, runtime, views)
         yield from zip(data.validation, validation, strict=True)
 
     fit, own = CheckFit(), CheckFit()
