@@ -56,7 +56,8 @@ class Runtime:
 
     def prepare(self, model: nn.Module, inference: bool = False) -> nn.Module:
         """``model`` on the device; for ``inference`` on the CPU, in eval mode with its batch
-        norms folded into the convolutions before them (a copy: ``model`` is left as it is)."""
+        norms folded into the convolutions before them (a copy; ``model`` itself is only put
+        in eval mode, its batch norms kept for training)."""
         model = model.to(self.device)
         if self.device.type == "cpu":
             if inference:
