@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from semlive.models._device import Runtime, run_batched
+from semlive.models._device import Runtime, choose_runtime, run_batched
 from semlive.models.olivine import (
     ROTATIONS,
     inference_views,
@@ -87,6 +87,7 @@ def test_views_by_default_as_many_as_the_device_affords():
     assert inference_views(auto, Runtime(cpu, "bfloat16")) == 2
     assert inference_views(auto, Runtime(torch.device("cuda"), "bfloat16")) == 4
     assert inference_views(OlivineSettings(views=4), Runtime(cpu, "float32")) == 4
+    assert inference_views(auto) == inference_views(auto, choose_runtime())  # this machine's
 
 
 def test_out_of_memory_halves_the_batch_then_falls_back_to_the_cpu(caplog):

@@ -62,11 +62,14 @@ ROTATIONS: dict[int, tuple[int, ...]] = {1: (0,), 2: (0, 2), 4: (0, 1, 2, 3)}
 Predict = Callable[[NDArray[np.float32]], NDArray[np.float32]]  # (N, h, w) DN -> probabilities
 
 
-def inference_views(settings: OlivineSettings, runtime: Runtime) -> int:
+def inference_views(settings: OlivineSettings, runtime: Runtime | None = None) -> int:
     """Views of each window (``olivine.views``; auto: 4 on CUDA, 2 on a CPU that computes
-    bfloat16 natively, 1 on other CPUs: about the time one float32 view took)."""
+    bfloat16 natively, 1 on other CPUs: about the time one float32 view took), for the
+    inference ``runtime`` (default: the one ``settings`` choose)."""
     if settings.views != "auto":
         return settings.views
+    if runtime is None:
+        runtime = choose_runtime(settings.device, settings.precision)
     if runtime.device.type == "cuda":
         return 4
     return 2 if runtime.precision == "bfloat16" else 1

@@ -146,7 +146,7 @@ def train_olivine(
     pixels = sum(int(h.get("pixels", 0)) for h in history)
     final, kept = _kept_model(model, folder, arch, norm, runtime, history, early_stopping)
     # dlth and the check are fitted on the views segmenting will average (float32 here)
-    views = inference_views(settings, choose_runtime(settings.device, settings.precision))
+    views = inference_views(settings)
     probabilities = [_probabilities(final, t.bse, norm, runtime, views) for t in data.validation]
     dlth, metrics = _choose_threshold(probabilities, data.validation, settings)
     # kept for readers of older cards, where the check chose its own dlth
@@ -206,7 +206,7 @@ def score_model(folder: Path, tiles: list[LabelledTile], settings: OlivineSettin
     model, card = load_model(folder)
     runtime = choose_runtime(settings.device, "float32")
     network = runtime.prepare(model).eval()
-    views = inference_views(settings, choose_runtime(settings.device, settings.precision))
+    views = inference_views(settings)
     check = CrystalCheck.from_card(card.crystal_check)
     outline = Outline.from_card(card.outline)
     total = Confusion()
@@ -666,7 +666,7 @@ def _fit_check(
     norm: Normalisation,
     runtime: Runtime,
     outline: Outline,
-    views: int = 1,
+    views: int,
 ) -> tuple[CrystalCheck, dict[str, float]]:
     """The crystal check's spread threshold and grey band, fitted at ``dlth`` (the crystals
     grown by ``outline``, as segmenting grows them) on all EDS tiles (training and validation:
