@@ -87,6 +87,17 @@ def stitched(session: Path, store: Path) -> None:
         pass
 
 
+def stitched_session(session: Path | None, seed: int, work: Path) -> tuple[Path, Path]:
+    """The session (``small`` simulated with ``seed`` into ``work`` when none is given) and
+    its store, stitched in ``work``."""
+    if session is None:
+        session = work / "session"
+        simulate(session, "small", seed=seed)
+    store = work / "store"
+    stitched(session, store)
+    return session, store
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--session", type=Path, help="a simulated session (default: small, seed 0)")
@@ -110,12 +121,7 @@ def main() -> None:
     device = runtime.device.type
     archs = args.arch or ["deeplabv3plus_mobilenet_v3_large", "deeplabv3plus_resnet50"]
     work = Path(tempfile.mkdtemp(prefix="bench-olivine-"))
-    session = args.session
-    if session is None:
-        session = work / "session"
-        simulate(session, "small", seed=args.seed)
-    base_store = work / "store"
-    stitched(session, base_store)
+    session, base_store = stitched_session(args.session, args.seed, work)
     result: dict[str, object] = {
         "machine": platform.processor() or platform.machine(),
         "torch_threads": torch.get_num_threads(),

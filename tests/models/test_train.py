@@ -10,7 +10,13 @@ import zarr
 from semlive.cli import main
 from semlive.errors import InputDataError
 from semlive.models import load_model
-from semlive.models.olivine import IGNORE, load_training_data, score_model, train_olivine
+from semlive.models.olivine import (
+    IGNORE,
+    fit_segmentation,
+    load_training_data,
+    score_model,
+    train_olivine,
+)
 from semlive.settings import OlivineSettings
 
 QUICK = OlivineSettings(
@@ -266,6 +272,29 @@ def test_a_model_scored_on_its_validation_tiles_gives_its_cards_figures(tiny_sto
     held_out = store / "models" / "olivine" / "training" / "held_out"
     scored = score_model(held_out, data.validation, settings)
     assert scored.as_dict() == pytest.approx(card.metrics["validation"])
+
+
+def test_fitting_the_held_out_network_again_gives_the_cards_dlth_outline_and_check(
+    tiny_store, tmp_path
+):
+    """fit_segmentation is what training fits: given the network the card's figures are of
+    (before its refit), it gives the card's dlth, outline and crystal check again."""
+    from semlive.models import choose_runtime
+
+    store = tmp_path / "s"
+    shutil.copytree(tiny_store, store)
+    settings = QUICK.model_copy(update={"epochs": 3})
+    card = train_olivine(store, settings, resume=False)
+    network, held = load_model(store / "models" / "olivine" / "training" / "held_out")
+    runtime = choose_runtime(settings.device, "float32")
+    data = load_training_data(store, settings)
+    fitted = fit_segmentation(runtime.prepare(network), data, held.normalisation, settings, runtime)
+    assert fitted.dlth == card.dlth
+    assert fitted.outline.as_dict() == card.outline
+    check = fitted.check.as_dict() if fitted.check.max_core_std_dn else {}
+    assert check == card.crystal_check
+    assert fitted.views == card.training["views"]
+    assert fitted.metrics["validation"] == pytest.approx(card.metrics["validation"])
 
 
 def test_a_step_in_passes_adds_the_gradients_of_one_loss():

@@ -46,8 +46,10 @@ from semlive.models.olivine._segment import (
     window_starts,
 )
 from semlive.models.olivine._train import (
+    FittedSegmentation,
     TrainProgress,
     default_architecture,
+    fit_segmentation,
     score_model,
     train_olivine,
 )
@@ -60,6 +62,7 @@ __all__ = [
     "ROTATIONS",
     "CrystalCheck",
     "CrystalFeatures",
+    "FittedSegmentation",
     "LabelledTile",
     "OlivineSegmenter",
     "Outline",
@@ -73,6 +76,7 @@ __all__ = [
     "eds_tile_mask",
     "evaluate_against_truth",
     "fit_crystal_check",
+    "fit_segmentation",
     "inference_views",
     "load_rule_set",
     "load_training_data",

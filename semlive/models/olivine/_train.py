@@ -43,7 +43,14 @@ from ._outline import FILL_SIGMAS, SNAP_SIGMA_PX, Outline
 from ._rules import rule_thresholds
 from ._segment import inference_views, view_averaged
 
-__all__ = ["TrainProgress", "default_architecture", "score_model", "train_olivine"]
+__all__ = [
+    "FittedSegmentation",
+    "TrainProgress",
+    "default_architecture",
+    "fit_segmentation",
+    "score_model",
+    "train_olivine",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -145,24 +152,8 @@ def train_olivine(
     elapsed = sum(float(h.get("seconds", 0.0)) for h in history)
     pixels = sum(int(h.get("pixels", 0)) for h in history)
     final, kept = _kept_model(model, folder, arch, norm, runtime, history, early_stopping)
-    # dlth and the check are fitted on the views segmenting will average (float32 here)
-    views = inference_views(settings)
-    probabilities = [_probabilities(final, t.bse, norm, runtime, views) for t in data.validation]
-    dlth, metrics = _choose_threshold(probabilities, data.validation, settings)
-    # kept for readers of older cards, where the check chose its own dlth
-    metrics["network_dlth"] = dlth
-    metrics["network_validation"] = metrics["validation"]
-    outline = Outline(
-        low=min(settings.outline_low, dlth),
-        snap_sigma_px=SNAP_SIGMA_PX if settings.outline_snap else 0.0,
-        fill_sigmas=FILL_SIGMAS if settings.outline_snap and settings.outline_fill else 0.0,
-    )
-    logger.info("outline: %s", outline.describe())
-    check = CrystalCheck()
-    if settings.crystal_check:
-        check, metrics["crystal_check"] = _fit_check(
-            final, data, probabilities, dlth, norm, runtime, outline, views
-        )
+    fitted = fit_segmentation(final, data, norm, settings, runtime)
+    metrics = fitted.metrics
     metrics["history"] = history
     metrics["best_val_loss"] = best
     metrics["kept"] = kept
@@ -180,10 +171,21 @@ def train_olivine(
         "augment_offset_dn": settings.augment_offset_dn,
         "refine_px": settings.refine_px,
         "init_weights": settings.init_weights,
-        "views": views,
+        "views": fitted.views,
     }
     landmarks = grey_landmarks(t.bse for t in data.train)
-    card = _card(arch, norm, dlth, data, settings, metrics, training, check, landmarks, outline)
+    card = _card(
+        arch,
+        norm,
+        fitted.dlth,
+        data,
+        settings,
+        metrics,
+        training,
+        fitted.check,
+        landmarks,
+        fitted.outline,
+    )
     held_out = folder / "training" / "held_out"
     shutil.rmtree(held_out, ignore_errors=True)  # an earlier run's
     if settings.refit_epochs:
@@ -197,6 +199,47 @@ def train_olivine(
         )
     save_model(folder, final, card)
     return card
+
+
+@dataclass(frozen=True, slots=True)
+class FittedSegmentation:
+    """What segmenting needs beside a network's weights, fitted on the EDS tiles."""
+
+    dlth: float
+    outline: Outline
+    check: CrystalCheck
+    metrics: dict[str, Any]  # the validation figures at dlth, the check's fit
+    views: int  # the views the probabilities were averaged over
+
+
+def fit_segmentation(
+    model: nn.Module,
+    data: TrainingData,
+    norm: Normalisation,
+    settings: OlivineSettings,
+    runtime: Runtime,
+) -> FittedSegmentation:
+    """dlth, the outline and the crystal check for a trained ``model``, as :func:`train_olivine`
+    fits them: dlth on the validation tiles, the check on all EDS tiles, both on the mean of
+    the views segmenting will average (in ``runtime``'s arithmetic)."""
+    views = inference_views(settings)
+    probabilities = [_probabilities(model, t.bse, norm, runtime, views) for t in data.validation]
+    dlth, metrics = _choose_threshold(probabilities, data.validation, settings)
+    # kept for readers of older cards, where the check chose its own dlth
+    metrics["network_dlth"] = dlth
+    metrics["network_validation"] = metrics["validation"]
+    outline = Outline(
+        low=min(settings.outline_low, dlth),
+        snap_sigma_px=SNAP_SIGMA_PX if settings.outline_snap else 0.0,
+        fill_sigmas=FILL_SIGMAS if settings.outline_snap and settings.outline_fill else 0.0,
+    )
+    logger.info("outline: %s", outline.describe())
+    check = CrystalCheck()
+    if settings.crystal_check:
+        check, metrics["crystal_check"] = _fit_check(
+            model, data, probabilities, dlth, norm, runtime, outline, views
+        )
+    return FittedSegmentation(dlth, outline, check, metrics, views)
 
 
 @torch.no_grad()
